@@ -1,0 +1,137 @@
+"""Failure cases: for each labelled fault, the anomalous entry trace the agent starts from.
+
+Rules (docs/data-model.md, "Failure cases"):
+- The fault window is [inject - before_s, inject + after_s].
+- The fault-free baseline of an entry operation (service, operation) is the median duration
+  of its entry spans that fall in no fault window; with fewer than `min_baseline_spans` of
+  them, the median over all fault-free entry spans; with none, over all entry spans.
+- An entry span in the window is anomalous when its status is error or its duration is at
+  least `latency_factor` times its baseline.
+- The case starts from the anomalous entry span with the highest latency ratio. When none
+  passes the thresholds, the most anomalous entry span is still taken and the case is
+  marked `weak`, so every labelled fault with traffic in its window yields a case.
+The labels are never used to choose the entry span (that would leak the answer).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+from thinkfl.telemetry.model import EntryAnomaly, FailureCase, Fault, SpanStatus
+from thinkfl.telemetry.store import TelemetryStore
+
+
+class CaseRules(BaseModel):
+    """Thresholds for picking the entry span of a case (all configurable from the CLI)."""
+
+    before_s: float = Field(0.0, ge=0, description="window start, seconds before injection")
+    after_s: float = Field(180.0, gt=0, description="window end, seconds after injection")
+    latency_factor: float = Field(5.0, gt=0, description="anomalous at >= this x baseline")
+    min_baseline_spans: int = Field(20, ge=1, description="per-operation baseline minimum")
+
+
+class CaseExtraction(BaseModel):
+    cases: list[FailureCase]
+    faults_without_traffic: list[str] = Field(
+        default_factory=list, description="faults whose window holds no entry span"
+    )
+
+
+def _windows(faults: list[Fault], rules: CaseRules) -> pa.Table:
+    return pa.table(
+        {
+            "fault_id": [f.fault_id for f in faults],
+            "t0": pa.array(
+                [f.time - timedelta(seconds=rules.before_s) for f in faults],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "t1": pa.array(
+                [f.time + timedelta(seconds=rules.after_s) for f in faults],
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+
+
+_SCORED_ENTRIES = """
+WITH entries AS (SELECT * FROM spans WHERE parent_id IS NULL),
+clean AS (
+    SELECT * FROM entries e
+    WHERE NOT EXISTS (SELECT 1 FROM fault_windows w WHERE e.start BETWEEN w.t0 AND w.t1)
+),
+per_operation AS (
+    SELECT service, operation, median(duration_us) AS baseline, count(*) AS n
+    FROM clean GROUP BY service, operation
+),
+fallback AS (
+    SELECT coalesce((SELECT median(duration_us) FROM clean),
+                    (SELECT median(duration_us) FROM entries)) AS baseline
+)
+SELECT w.fault_id, e.trace_id, e.span_id, e.service, e.operation, e.start, e.duration_us,
+       e.status,
+       e.duration_us / greatest(
+           CASE WHEN p.n >= $min_baseline THEN p.baseline ELSE f.baseline END, 1) AS ratio
+FROM entries e
+JOIN fault_windows w ON e.start BETWEEN w.t0 AND w.t1
+LEFT JOIN per_operation p ON p.service = e.service AND p.operation = e.operation
+CROSS JOIN fallback f
+"""
+
+
+def extract_cases(store: TelemetryStore, rules: CaseRules | None = None) -> CaseExtraction:
+    """Build one failure case per labelled fault in the store (see the module rules)."""
+    rules = rules or CaseRules()
+    faults = store.faults()
+    if not faults:
+        return CaseExtraction(cases=[])
+    con = store.con
+    con.register("fault_windows", _windows(faults, rules))
+    try:
+        rows = con.execute(_SCORED_ENTRIES, {"min_baseline": rules.min_baseline_spans})
+        scored = rows.to_arrow_table().to_pylist()
+    finally:
+        con.unregister("fault_windows")
+    by_fault: dict[str, list[dict]] = {}
+    for row in scored:
+        by_fault.setdefault(row["fault_id"], []).append(row)
+    cases: list[FailureCase] = []
+    without: list[str] = []
+    for fault in faults:
+        candidates = by_fault.get(fault.fault_id, [])
+        if not candidates:
+            without.append(fault.fault_id)
+            continue
+        cases.append(_case_from(fault, candidates, rules))
+    return CaseExtraction(cases=cases, faults_without_traffic=without)
+
+
+def is_anomalous(row: dict, rules: CaseRules) -> bool:
+    return row["status"] == SpanStatus.ERROR or row["ratio"] >= rules.latency_factor
+
+
+def _case_from(fault: Fault, candidates: list[dict], rules: CaseRules) -> FailureCase:
+    anomalous = [row for row in candidates if is_anomalous(row, rules)]
+    pool = anomalous or candidates
+    # Highest latency ratio first; earliest start breaks ties so the choice is deterministic.
+    entry = min(pool, key=lambda row: (-row["ratio"], row["start"], row["span_id"]))
+    return FailureCase(
+        case_id=fault.fault_id,
+        fault_id=fault.fault_id,
+        truth=fault.truth,
+        inject_time=fault.time,
+        window_start=fault.time - timedelta(seconds=rules.before_s),
+        window_end=fault.time + timedelta(seconds=rules.after_s),
+        entry_trace_id=entry["trace_id"],
+        entry_span_id=entry["span_id"],
+        entry_service=entry["service"],
+        entry_operation=entry["operation"],
+        entry_start=entry["start"],
+        entry_duration_us=entry["duration_us"],
+        entry_status=SpanStatus(entry["status"]),
+        anomaly=EntryAnomaly.STRONG if anomalous else EntryAnomaly.WEAK,
+        latency_ratio=round(float(entry["ratio"]), 3),
+        anomalous_traces=len(anomalous),
+    )

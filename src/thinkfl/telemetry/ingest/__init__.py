@@ -1,0 +1,84 @@
+"""Ingest adapters: one per source format, all writing the canonical store.
+
+`ingest(format, src, out)` is the one entry point: it loads the source through the format's
+adapter into a temporary store, builds the failure cases, and renames the store into place.
+Any error leaves no store behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from thinkfl.telemetry.cases import CaseRules, extract_cases
+from thinkfl.telemetry.errors import IngestError
+from thinkfl.telemetry.ingest.aiops2022 import Aiops2022Adapter
+from thinkfl.telemetry.ingest.base import Adapter, IngestContext
+from thinkfl.telemetry.ingest.csvread import BadRowBudget
+from thinkfl.telemetry.ingest.nezha import NezhaAdapter
+from thinkfl.telemetry.ingest.otlp import OtlpAdapter
+from thinkfl.telemetry.model import Manifest
+from thinkfl.telemetry.store import StoreWriter, TelemetryStore
+
+ADAPTERS: dict[str, Adapter] = {
+    adapter.name: adapter for adapter in (NezhaAdapter(), Aiops2022Adapter(), OtlpAdapter())
+}
+
+
+class IngestResult(BaseModel):
+    store: Path
+    counts: dict[str, int]
+    cases: int
+    faults_without_traffic: list[str]
+    skipped_rows: list[str]
+
+
+def ingest(
+    source_format: str,
+    src: Path | str,
+    out: Path | str,
+    *,
+    overwrite: bool = False,
+    rules: CaseRules | None = None,
+    max_bad_rows: int = 100,
+    on_plan: Callable[[int], None] = lambda _total: None,
+    on_file: Callable[[str], None] = lambda _name: None,
+) -> IngestResult:
+    """Load `src` in `source_format` into a new store at `out` (atomically)."""
+    adapter = ADAPTERS.get(source_format)
+    if adapter is None:
+        raise IngestError(
+            source_format, "format", "unknown format", f"use one of {', '.join(ADAPTERS)}"
+        )
+    src = Path(src)
+    files = adapter.files(src)
+    on_plan(len(files))
+    budget = BadRowBudget(limit=max_bad_rows)
+    with StoreWriter(Path(out), overwrite=overwrite) as writer:
+        adapter.load(src, IngestContext(writer=writer, budget=budget, advance=on_file))
+        counts = writer.finish_tables()
+        store = TelemetryStore.open_unpublished(writer.path)
+        extraction = extract_cases(store, rules)
+        time_range = store.time_range()
+        store.close()
+        writer.write_cases(extraction.cases)
+        manifest = Manifest(
+            source_format=source_format,
+            source=str(src.resolve()),
+            counts=counts | {"cases": len(extraction.cases)},
+            time_range=time_range,
+            skipped_rows=budget.skipped,
+        )
+        published = writer.publish(manifest)
+    return IngestResult(
+        store=published,
+        counts=manifest.counts,
+        cases=len(extraction.cases),
+        faults_without_traffic=extraction.faults_without_traffic,
+        skipped_rows=budget.skipped,
+    )
+
+
+__all__ = ["ADAPTERS", "IngestResult", "ingest"]

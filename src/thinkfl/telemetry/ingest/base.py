@@ -1,0 +1,67 @@
+"""What every ingest adapter shares: the context it writes into and the SQL helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import pyarrow as pa
+
+from thinkfl.telemetry.errors import IngestError
+from thinkfl.telemetry.ingest.csvread import BadRowBudget
+from thinkfl.telemetry.store import StoreWriter
+
+
+@dataclass
+class IngestContext:
+    """Where an adapter puts rows, how many bad rows it may skip, and how it reports progress."""
+
+    writer: StoreWriter
+    budget: BadRowBudget = field(default_factory=BadRowBudget)
+    advance: Callable[[str], None] = lambda _description: None
+
+    def transform(self, sql: str, **tables: pa.Table) -> pa.Table:
+        """Run DuckDB SQL over Arrow tables given by name; returns Arrow."""
+        con = duckdb.connect()
+        try:
+            for name, table in tables.items():
+                con.register(name, table)
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+
+
+class Adapter(Protocol):
+    """An ingest format: lists its input files (for the progress bar), then loads them."""
+
+    name: str
+    description: str
+
+    def files(self, src: Path) -> list[Path]: ...
+
+    def load(self, src: Path, ctx: IngestContext) -> None: ...
+
+
+def require_files(src: Path, pattern: str, what: str, fix: str) -> list[Path]:
+    """Files under `src` matching a glob, sorted; fails clearly when there are none."""
+    if not src.exists():
+        raise IngestError(src, "", "no such file or directory", "check the path")
+    found = sorted(p for p in src.glob(pattern) if p.is_file())
+    if not found:
+        raise IngestError(src, "", f"no {what} found (looked for {pattern})", fix)
+    return found
+
+
+def severity_sql(word_expression: str) -> str:
+    """SQL mapping a severity word (`ERROR`, `warning`, `I`...) to a canonical Severity value."""
+    word = f"upper(trim(coalesce({word_expression}, '')))"
+    return f"""CASE
+        WHEN {word} IN ('FATAL', 'CRITICAL', 'CRIT', 'PANIC', 'EMERG', 'ALERT', 'F') THEN 'fatal'
+        WHEN {word} IN ('ERROR', 'ERR', 'SEVERE', 'E') THEN 'error'
+        WHEN {word} IN ('WARN', 'WARNING', 'W') THEN 'warn'
+        WHEN {word} IN ('INFO', 'NOTICE', 'INFORMATION', 'I') THEN 'info'
+        WHEN {word} IN ('DEBUG', 'TRACE', 'FINE', 'D') THEN 'debug'
+        ELSE 'unknown' END"""

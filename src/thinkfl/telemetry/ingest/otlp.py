@@ -1,0 +1,329 @@
+"""OpenTelemetry OTLP/JSON, as the collector's file exporter writes it.
+
+Each line of a `*.json` / `*.jsonl` file (or a whole pretty-printed file) is one export
+request: `{"resourceSpans": [...]}`, `{"resourceMetrics": [...]}` or `{"resourceLogs": [...]}`.
+Resource attributes give the entity: `service.name`, `k8s.pod.name`, `k8s.node.name`
+(or `host.name`). Metrics: gauge and sum points as they are; histogram points as
+`<name>.mean` (sum/count) and `<name>.count`; summary points as `<name>.p<quantile>`;
+point attributes are appended as `{k=v,...}`. Optional labels: `faults.csv` beside the
+data with columns time (ISO 8601 or epoch), level, entity, fault_type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from thinkfl.telemetry.errors import IngestError
+from thinkfl.telemetry.ingest.aiops2022 import epoch_to_datetime
+from thinkfl.telemetry.ingest.base import IngestContext
+from thinkfl.telemetry.ingest.csvread import read_csv_checked
+from thinkfl.telemetry.model import (
+    LOG_SCHEMA,
+    METRIC_SCHEMA,
+    SPAN_SCHEMA,
+    Fault,
+    GroundTruth,
+    Level,
+    service_of_pod,
+)
+
+_SPAN_KIND = {
+    0: "unspecified",
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+}
+_STATUS = {0: "unset", 1: "ok", 2: "error"}
+LABEL_COLUMNS = {
+    "time": "VARCHAR",
+    "level": "VARCHAR",
+    "entity": "VARCHAR",
+    "fault_type": "VARCHAR",
+}
+
+
+def _enum(value: Any, names: dict[int, str], prefix: str) -> str:
+    """OTLP enums arrive as numbers or as names like SPAN_KIND_SERVER / STATUS_CODE_ERROR."""
+    if isinstance(value, int):
+        return names.get(value, names[0])
+    if isinstance(value, str) and value:
+        name = value.upper().removeprefix(prefix).lower()
+        return name if name in names.values() else names[0]
+    return names[0]
+
+
+def _any_value(value: dict[str, Any]) -> Any:
+    for key in ("stringValue", "boolValue", "doubleValue"):
+        if key in value:
+            return value[key]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "arrayValue" in value:
+        return [_any_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return _attributes(value["kvlistValue"].get("values", []))
+    return None
+
+
+def _attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {item["key"]: _any_value(item.get("value", {})) for item in items if "key" in item}
+
+
+def _time(nanos: Any) -> datetime | None:
+    if nanos in (None, "", 0, "0"):
+        return None
+    value = int(nanos)
+    return datetime.fromtimestamp(value // 1000 / 1e6, UTC).replace(
+        microsecond=value // 1000 % 1_000_000
+    )
+
+
+class _Resource:
+    """Who emitted the data: service, pod and node from the resource attributes."""
+
+    def __init__(self, resource: dict[str, Any]) -> None:
+        attributes = _attributes(resource.get("attributes", []))
+        self.pod: str | None = attributes.get("k8s.pod.name")
+        self.node: str | None = attributes.get("k8s.node.name") or attributes.get("host.name")
+        service = attributes.get("service.name")
+        if not service or service.startswith("unknown_service"):
+            service = service_of_pod(self.pod) if self.pod else None
+        self.service: str | None = service
+
+    def entity(self) -> tuple[str, str] | None:
+        if self.pod:
+            return Level.POD.value, self.pod
+        if self.service:
+            return Level.SERVICE.value, self.service
+        if self.node:
+            return Level.NODE.value, self.node
+        return None
+
+
+def _decode(file: Path, where_line: int, text: str) -> dict[str, Any]:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        truncated = error.pos >= len(text.rstrip()) - 1
+        problem = "the JSON ends early (truncated?)" if truncated else f"invalid JSON ({error.msg})"
+        line = where_line + error.lineno - 1
+        raise IngestError(file, f"line {line}", problem, "re-export the file completely") from error
+
+
+def _requests(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, export request) from a JSON-lines or a whole-JSON file."""
+    text = file.read_text(encoding="utf-8")
+    if not text.strip():
+        raise IngestError(file, "line 1", "the file is empty", "re-export it")
+    lines = text.splitlines()
+    first = lines[0].strip()
+    if len(lines) > 1 and first.startswith("{") and first.endswith("}"):
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                yield number, _decode(file, number, line)
+    else:
+        yield 1, _decode(file, 1, text)
+
+
+class OtlpAdapter:
+    name = "otlp"
+    description = "OpenTelemetry OTLP/JSON (collector file exporter), optional faults.csv"
+
+    def files(self, src: Path) -> list[Path]:
+        if src.is_file():
+            return [src]
+        if not src.is_dir():
+            raise IngestError(src, "", "no such file or directory", "check the path")
+        found = sorted(p for p in src.rglob("*") if p.suffix in {".json", ".jsonl"} and p.is_file())
+        if not found:
+            raise IngestError(
+                src,
+                "",
+                "no OTLP/JSON files found (*.json, *.jsonl)",
+                "point at the collector file exporter's output",
+            )
+        return found
+
+    def load(self, src: Path, ctx: IngestContext) -> None:
+        for file in self.files(src):
+            spans: list[dict] = []
+            metrics: list[dict] = []
+            logs: list[dict] = []
+            for line, request in _requests(file):
+                try:
+                    self._collect(request, spans, metrics, logs)
+                except (KeyError, TypeError, ValueError) as error:
+                    raise IngestError(
+                        file,
+                        f"line {line}",
+                        f"not an OTLP export request ({error!r})",
+                        "each line must hold resourceSpans, resourceMetrics or resourceLogs",
+                    ) from error
+            ctx.writer.add("spans", pa.Table.from_pylist(spans, schema=SPAN_SCHEMA))
+            ctx.writer.add("metrics", pa.Table.from_pylist(metrics, schema=METRIC_SCHEMA))
+            ctx.writer.add("logs", pa.Table.from_pylist(logs, schema=LOG_SCHEMA))
+            ctx.advance(file.name)
+        labels = (src if src.is_dir() else src.parent) / "faults.csv"
+        if labels.is_file():
+            ctx.writer.add_faults(self._labels(labels, ctx))
+
+    def _collect(self, request: dict, spans: list, metrics: list, logs: list) -> None:
+        for block in request.get("resourceSpans", []):
+            resource = _Resource(block.get("resource", {}))
+            for scope in block.get("scopeSpans", []):
+                for span in scope.get("spans", []):
+                    spans.append(self._span(span, resource))
+        for block in request.get("resourceMetrics", []):
+            resource = _Resource(block.get("resource", {}))
+            entity = resource.entity()
+            if entity is None:
+                continue
+            for scope in block.get("scopeMetrics", []):
+                for metric in scope.get("metrics", []):
+                    metrics.extend(self._metric_samples(metric, *entity))
+        for block in request.get("resourceLogs", []):
+            resource = _Resource(block.get("resource", {}))
+            for scope in block.get("scopeLogs", []):
+                for record in scope.get("logRecords", []):
+                    logs.append(self._log(record, resource))
+
+    def _span(self, span: dict, resource: _Resource) -> dict:
+        start = _time(span["startTimeUnixNano"])
+        end = _time(span.get("endTimeUnixNano"))
+        duration = int(span.get("endTimeUnixNano", 0)) - int(span["startTimeUnixNano"])
+        if resource.service is None:
+            raise ValueError("resource has no service.name")
+        return {
+            "trace_id": span["traceId"].lower(),
+            "span_id": span["spanId"].lower(),
+            "parent_id": (span.get("parentSpanId") or "").lower() or None,
+            "service": resource.service,
+            "pod": resource.pod,
+            "node": resource.node,
+            "operation": span.get("name", ""),
+            "start": start,
+            "duration_us": max(duration // 1000, 0) if end else 0,
+            "status": _enum(span.get("status", {}).get("code"), _STATUS, "STATUS_CODE_"),
+            "kind": _enum(span.get("kind"), _SPAN_KIND, "SPAN_KIND_"),
+        }
+
+    def _metric_samples(self, metric: dict, level: str, entity: str) -> Iterator[dict]:
+        name = metric["name"]
+        for kind in ("gauge", "sum"):
+            for point in metric.get(kind, {}).get("dataPoints", []):
+                value = point.get("asDouble", point.get("asInt"))
+                if value is not None:
+                    yield self._sample(level, entity, name, point, float(value))
+        for point in metric.get("histogram", {}).get("dataPoints", []):
+            count = int(point.get("count", 0))
+            yield self._sample(level, entity, f"{name}.count", point, float(count))
+            if count and "sum" in point:
+                yield self._sample(
+                    level, entity, f"{name}.mean", point, float(point["sum"]) / count
+                )
+        for point in metric.get("summary", {}).get("dataPoints", []):
+            for quantile in point.get("quantileValues", []):
+                label = f"{name}.p{float(quantile.get('quantile', 0)) * 100:g}"
+                yield self._sample(level, entity, label, point, float(quantile.get("value", 0)))
+
+    def _sample(self, level: str, entity: str, name: str, point: dict, value: float) -> dict:
+        attributes = _attributes(point.get("attributes", []))
+        if attributes:
+            name += "{" + ",".join(f"{k}={attributes[k]}" for k in sorted(attributes)) + "}"
+        return {
+            "level": level,
+            "entity": entity,
+            "metric": name,
+            "time": _time(point["timeUnixNano"]),
+            "value": value,
+        }
+
+    def _log(self, record: dict, resource: _Resource) -> dict:
+        time = _time(record.get("timeUnixNano")) or _time(record.get("observedTimeUnixNano"))
+        if time is None:
+            raise ValueError("log record without timeUnixNano or observedTimeUnixNano")
+        body = _any_value(record.get("body", {}))
+        number = int(record.get("severityNumber", 0) or 0)
+        text = (record.get("severityText") or "").lower()
+        return {
+            "time": time,
+            "service": resource.service or "unknown",
+            "pod": resource.pod,
+            "node": resource.node,
+            "severity": _severity(number, text),
+            "message": body if isinstance(body, str) else json.dumps(body, default=str),
+            "trace_id": (record.get("traceId") or "").lower() or None,
+            "span_id": (record.get("spanId") or "").lower() or None,
+        }
+
+    def _labels(self, file: Path, ctx: IngestContext) -> list[Fault]:
+        raw = read_csv_checked(file, LABEL_COLUMNS, ctx.budget, what="faults.csv")
+        faults = []
+        for line, row in enumerate(raw.to_pylist(), start=2):
+            time = _parse_label_time(file, line, row["time"])
+            level = (row["level"] or "").strip().lower()
+            if level not in {lv.value for lv in Level}:
+                raise IngestError(
+                    file,
+                    f"line {line}, column 'level'",
+                    f"unknown level {row['level']!r}",
+                    "use service, pod or node",
+                )
+            entity = row["entity"].strip()
+            faults.append(
+                Fault(
+                    fault_id=f"otlp-{time:%Y%m%d-%H%M%S}-{entity}",
+                    time=time,
+                    truth=GroundTruth(
+                        level=Level(level),
+                        entity=entity,
+                        fault_type=row["fault_type"] or "",
+                        service=service_of_pod(entity)
+                        if level == "pod"
+                        else (entity if level == "service" else None),
+                        pod=entity if level == "pod" else None,
+                    ),
+                )
+            )
+        return faults
+
+
+def _severity(number: int, text: str) -> str:
+    if number:
+        return ["debug", "debug", "info", "warn", "error", "fatal"][min((number - 1) // 4, 5)]
+    for word, severity in (
+        ("fatal", "fatal"),
+        ("crit", "fatal"),
+        ("err", "error"),
+        ("warn", "warn"),
+        ("info", "info"),
+        ("debug", "debug"),
+        ("trace", "debug"),
+    ):
+        if text.startswith(word):
+            return severity
+    return "unknown"
+
+
+def _parse_label_time(file: Path, line: int, value: str | None) -> datetime:
+    text = (value or "").strip()
+    try:
+        if text.lstrip("-").isdigit():
+            return epoch_to_datetime(int(text))
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except ValueError as error:
+        raise IngestError(
+            file,
+            f"line {line}, column 'time'",
+            f"malformed timestamp {text!r}",
+            "use ISO 8601 (2024-05-01T10:00:00Z) or epoch seconds",
+        ) from error
