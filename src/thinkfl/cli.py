@@ -66,9 +66,9 @@ def ingest(
     except TelemetryError as error:
         raise _fail(error) from None
     counts = ", ".join(f"{value:,} {name}" for name, value in result.counts.items())
-    console.print(f"[green]stored[/] {result.store}: {counts}")
+    console.print(f"[green]stored[/] {result.store}: {counts}", soft_wrap=True)
     for row in result.skipped_rows:
-        errors.print(f"[yellow]skipped malformed row[/] {row}", highlight=False)
+        errors.print(f"[yellow]skipped malformed row[/] {row}", highlight=False, soft_wrap=True)
     for fault in result.faults_without_traffic:
         errors.print(f"[yellow]no entry trace in the window of fault[/] {fault}")
 

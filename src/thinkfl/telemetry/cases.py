@@ -73,7 +73,7 @@ fallback AS (
 SELECT w.fault_id, e.trace_id, e.span_id, e.service, e.operation, e.start, e.duration_us,
        e.status,
        e.duration_us / greatest(
-           CASE WHEN p.n >= $min_baseline THEN p.baseline ELSE f.baseline END, 1) AS ratio
+           CASE WHEN p.n >= ? THEN p.baseline ELSE f.baseline END, 1) AS ratio
 FROM entries e
 JOIN fault_windows w ON e.start BETWEEN w.t0 AND w.t1
 LEFT JOIN per_operation p ON p.service = e.service AND p.operation = e.operation
@@ -90,7 +90,7 @@ def extract_cases(store: TelemetryStore, rules: CaseRules | None = None) -> Case
     con = store.con
     con.register("fault_windows", _windows(faults, rules))
     try:
-        rows = con.execute(_SCORED_ENTRIES, {"min_baseline": rules.min_baseline_spans})
+        rows = con.sql(_SCORED_ENTRIES, params=[rules.min_baseline_spans])
         scored = rows.to_arrow_table().to_pylist()
     finally:
         con.unregister("fault_windows")

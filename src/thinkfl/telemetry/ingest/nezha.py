@@ -8,6 +8,7 @@ day folder (`rca_data/2023-01-29`). Quirks handled (from reading the data):
 - pod names carry ReplicaSet hashes; the service is the name without its last two
   dash-separated parts. Labels are lifted to service level, the pod kept.
 - the same span appears in two overlapping minute files: exact duplicates are dropped.
+- 45 log rows carry Go's zero time in `TimeUnixNano`: their `Timestamp` text is used.
 - traces carry no status (stored as `unset`); the pod→node map comes from the logs' `Node`.
 - pod metric files repeat their node's KPIs (`Node*` columns): they become node-level
   samples of that node (taken from one pod per node), or stay on the pod if its node is
@@ -39,6 +40,7 @@ TRACE_COLUMNS = {
     "Duration": "BIGINT",
 }
 LOG_COLUMNS = {
+    "Timestamp": "VARCHAR",
     "TimeUnixNano": "BIGINT",
     "Node": "VARCHAR",
     "PodName": "VARCHAR",
@@ -52,6 +54,12 @@ NOT_METRICS = {"Time", "TimeStamp", "PodName", "ServiceName"}
 
 # The word after the clock time in "16:42:22.382 INFO  t.s.TravelServiceImpl#532 ...".
 LEVEL_WORD = "'^\\S+\\s+([A-Za-z]+)'"
+# Some log rows carry Go's zero time (-6795364578871345152) in TimeUnixNano; their
+# `Timestamp` text (UTC, with or without a trailing Z) still holds the true time.
+LOG_TIME = (
+    "CASE WHEN TimeUnixNano > 0 THEN make_timestamp(TimeUnixNano // 1000) "
+    "ELSE try_cast(left(regexp_replace(Timestamp, 'Z$', ''), 26) AS TIMESTAMP) END"
+)
 SERVICE_OF_POD = "regexp_replace({pod}, '-[^-]+-[^-]+$', '')"
 FAULT_FIELDS = ("inject_time", "inject_pod", "inject_type")
 
@@ -113,14 +121,14 @@ class NezhaAdapter:
                 line = "coalesce(CASE WHEN json_valid(Log) THEN json_extract_string(Log, '$.log') END, Log)"
                 severity_word = f"regexp_extract({line}, {LEVEL_WORD}, 1)"
                 logs = ctx.transform(
-                    f"""SELECT make_timestamp(TimeUnixNano // 1000) AS time,
+                    f"""SELECT {LOG_TIME} AS time,
                         {SERVICE_OF_POD.format(pod="PodName")} AS service,
                         PodName AS pod, nullif(Node, '') AS node,
                         {severity_sql(severity_word)}
                             AS severity,
                         rtrim({line}, chr(10)) AS message,
                         nullif(TraceID, '') AS trace_id, nullif(SpanID, '') AS span_id
-                    FROM raw WHERE PodName IS NOT NULL AND TimeUnixNano IS NOT NULL""",
+                    FROM raw WHERE PodName IS NOT NULL AND {LOG_TIME} IS NOT NULL""",
                     raw=raw,
                 )
                 ctx.writer.add("logs", logs)

@@ -1,0 +1,31 @@
+"""Shared test helpers: hand-written source files and the real data location."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+NEZHA_DIR = SHARED_DATA / "nezha-trainticket"
+AIOPS_SAMPLE_DIR = SHARED_DATA / "aiops2022-sample"
+
+
+def write(path: Path, text: str) -> Path:
+    """Write dedented text to a file (creating folders); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Hidden temporary store directories a failed write could leave behind."""
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def require_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (CI has ../shared; a fresh clone may not)")
+    return path

@@ -1,0 +1,110 @@
+"""Bad input fails with one message naming the file, the place and the fix; no store remains."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import leftovers, write
+from thinkfl.telemetry import IngestError, ingest
+
+TRACE_HEADER = (
+    "TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration"
+)
+GOOD_SPAN = (
+    "t1,s1,root,ts-a-service-5dc8d4f9fd-46997,/*,1674981790000000000,1674981790100000000,1000"
+)
+
+
+def nezha_day(tmp_path, trace_text: str):
+    day = tmp_path / "src" / "rca_data" / "2023-01-29"
+    write(day / "trace" / "08_43_trace.csv", trace_text)
+    write(day / "2023-01-29-fault_list.json", '{"08": []}')
+    return tmp_path / "src"
+
+
+def assert_fails_cleanly(tmp_path, fmt, src, *fragments):
+    out = tmp_path / "out" / "store"
+    with pytest.raises(IngestError) as caught:
+        ingest(fmt, src, out)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert not out.exists()
+    if out.parent.exists():
+        assert leftovers(out.parent) == []
+    return message
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    header = TRACE_HEADER.replace(",Duration", "")
+    src = nezha_day(tmp_path, f"{header}\n{GOOD_SPAN.rsplit(',', 1)[0]}\n")
+    assert_fails_cleanly(tmp_path, "nezha", src, "08_43_trace.csv", "header", "Duration", "Fix:")
+
+
+def test_malformed_timestamp_names_line_and_column(tmp_path):
+    bad = GOOD_SPAN.replace("1674981790000000000", "2023-01-29T08:43:10Z", 1)
+    src = nezha_day(tmp_path, f"{TRACE_HEADER}\n{GOOD_SPAN}\n{bad}\n{GOOD_SPAN}\n")
+    assert_fails_cleanly(
+        tmp_path, "nezha", src, "08_43_trace.csv", "line 3", "StartTimeUnixNano", "BIGINT"
+    )
+
+
+def test_truncated_csv_is_refused(tmp_path):
+    cut = GOOD_SPAN[: len(GOOD_SPAN) // 2]
+    src = nezha_day(tmp_path, f"{TRACE_HEADER}\n{GOOD_SPAN}\n{cut}")
+    assert_fails_cleanly(tmp_path, "nezha", src, "08_43_trace.csv", "line 3", "truncated")
+
+
+def test_truncated_otlp_json_is_refused(tmp_path):
+    line = json.dumps({"resourceSpans": []})
+    write(tmp_path / "otel" / "a.jsonl", f"{line}\n{line}\n{line[:-5]}")
+    assert_fails_cleanly(tmp_path, "otlp", tmp_path / "otel", "a.jsonl", "line 3", "truncated")
+
+
+@pytest.mark.parametrize("fmt", ["nezha", "aiops2022", "otlp"])
+def test_empty_directory(tmp_path, fmt):
+    (tmp_path / "empty").mkdir()
+    assert_fails_cleanly(tmp_path, fmt, tmp_path / "empty", "empty", "Fix:")
+
+
+def test_empty_file(tmp_path):
+    src = nezha_day(tmp_path, "")
+    assert_fails_cleanly(tmp_path, "nezha", src, "08_43_trace.csv", "empty")
+
+
+def test_malformed_label_time(tmp_path):
+    src = nezha_day(tmp_path, f"{TRACE_HEADER}\n{GOOD_SPAN}\n")
+    write(
+        src / "rca_data" / "2023-01-29" / "2023-01-29-fault_list.json",
+        '{"08": [{"inject_time": "29/01/2023 08:43", "inject_pod": "p", "inject_type": "cpu"}]}',
+    )
+    assert_fails_cleanly(tmp_path, "nezha", src, "fault_list.json", "inject_time", "YYYY-MM-DD")
+
+
+def test_unknown_format(tmp_path):
+    with pytest.raises(IngestError, match="use one of nezha, aiops2022, otlp"):
+        ingest("jaeger-v0", tmp_path, tmp_path / "out")
+
+
+def test_a_spliced_row_mid_file_is_skipped_and_reported(tmp_path):
+    spliced = GOOD_SPAN + ",1674981790000000000,extra"  # two rows run together
+    src = nezha_day(
+        tmp_path, f"{TRACE_HEADER}\n{GOOD_SPAN}\n{spliced}\n{GOOD_SPAN.replace('s1', 's2')}\n"
+    )
+    result = ingest("nezha", src, tmp_path / "store")
+    assert result.counts["spans"] == 2
+    assert result.skipped_rows == [
+        f"{src}/rca_data/2023-01-29/trace/08_43_trace.csv:3: too many columns"
+    ]
+
+
+def test_too_many_malformed_rows_fail(tmp_path):
+    spliced = GOOD_SPAN + ",1674981790000000000,extra"
+    rows = "\n".join([GOOD_SPAN, spliced, spliced, GOOD_SPAN.replace("s1", "s2")])
+    src = nezha_day(tmp_path, f"{TRACE_HEADER}\n{rows}\n")
+    out = tmp_path / "store"
+    with pytest.raises(IngestError, match="more than 1 malformed rows"):
+        ingest("nezha", src, out, max_bad_rows=1)
+    assert not out.exists()
