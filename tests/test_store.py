@@ -117,7 +117,7 @@ def test_overwrite_replaces_atomically_and_refuses_foreign_folders(tmp_path, sto
 
 def test_a_folder_without_manifest_is_no_store(tmp_path):
     (tmp_path / "half").mkdir()
-    with pytest.raises(StoreError, match="no manifest.json"):
+    with pytest.raises(StoreError, match=r"no manifest\.json"):
         TelemetryStore.open(tmp_path / "half")
     with pytest.raises(StoreError, match="no such store"):
         TelemetryStore.open(tmp_path / "nothing")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -21,8 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+# Piped output (CI logs, files) gets a fixed width instead of Rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 140)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 FORMATS_HELP = "; ".join(f"{name}: {adapter.description}" for name, adapter in ADAPTERS.items())
 
@@ -109,24 +111,18 @@ def cases(
     if as_json:
         sys.stdout.write(json.dumps([c.model_dump(mode="json") for c in listed], indent=1) + "\n")
         return
-    table = Table(title=f"{len(listed)} failure cases in {store}")
-    for column in (
-        "case",
-        "truth (level: entity)",
-        "fault type",
-        "entry span",
-        "latency x",
-        "anomaly",
-    ):
-        table.add_column(column)
+    table = Table(title=f"{len(listed)} failure cases in {store}", box=box.SIMPLE_HEAD)
+    for column in ("case", "root cause (level: entity)", "fault type", "entry span", "x base"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("anomaly", no_wrap=True)
     for case in listed:
         table.add_row(
             case.case_id,
             f"{case.truth.level.value}: {case.truth.entity}",
             case.truth.fault_type,
-            f"{case.entry_span_id} {case.entry_service}",
+            f"{case.entry_span_id[:16]} {case.entry_service}",
             f"{case.latency_ratio:.1f}",
-            f"{case.anomaly.value} ({case.anomalous_traces})",
+            f"{case.anomaly.value} ({case.anomalous_traces} traces)",
         )
     console.print(table)
 
