@@ -120,9 +120,9 @@ def cases(
             case.case_id,
             f"{case.truth.level.value}: {case.truth.entity}",
             case.truth.fault_type,
-            f"{case.entry_span_id[:16]} {case.entry_service}",
+            case.entry_span_id[:16],
             f"{case.latency_ratio:.1f}",
-            f"{case.anomaly.value} ({case.anomalous_traces} traces)",
+            f"{case.anomaly.value} ({case.anomalous_traces})",
         )
     console.print(table)
 
