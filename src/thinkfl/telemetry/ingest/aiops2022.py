@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
 from thinkfl.telemetry.ingest.base import IngestContext, severity_sql
-from thinkfl.telemetry.ingest.csvread import read_csv_checked, read_header
+from thinkfl.telemetry.ingest.csvread import read_header
 from thinkfl.telemetry.model import Entity, Fault, GroundTruth, Level, service_of_pod
 
 TRACE_COLUMNS = {
@@ -140,7 +140,7 @@ class Aiops2022Adapter:
         )
 
     def _load_kpis(self, file: Path, ctx: IngestContext) -> dict[str, str]:
-        raw = read_csv_checked(file, KPI_COLUMNS, ctx.budget, what="an AIOps 2022 KPI file")
+        raw = ctx.read_csv(file, KPI_COLUMNS, what="an AIOps 2022 KPI file")
         samples = ctx.transform(
             f"""WITH parts AS (
                     SELECT *, string_split(cmdb_id, '.') AS p FROM raw
@@ -164,7 +164,7 @@ class Aiops2022Adapter:
 
     def _load_service_kpis(self, file: Path, header: list[str], ctx: IngestContext) -> None:
         values = {name: "DOUBLE" for name in header if name not in SERVICE_KPI_KEYS}
-        raw = read_csv_checked(file, SERVICE_KPI_KEYS, ctx.budget, values, "a service KPI file")
+        raw = ctx.read_csv(file, SERVICE_KPI_KEYS, values, "a service KPI file")
         samples = ctx.transform(
             f"""WITH long AS (UNPIVOT raw ON COLUMNS(* EXCLUDE (service, timestamp))
                               INTO NAME metric VALUE value)
@@ -183,7 +183,7 @@ class Aiops2022Adapter:
             " ''), regexp_extract(value, '\\b(FATAL|ERROR|WARN|WARNING|INFO|DEBUG)\\b', 1))"
         )
         for file in sorted(src.glob("log/**/*.csv")):
-            raw = read_csv_checked(file, LOG_COLUMNS, ctx.budget, what="an AIOps 2022 log file")
+            raw = ctx.read_csv(file, LOG_COLUMNS, what="an AIOps 2022 log file")
             logs = ctx.transform(
                 f"""SELECT make_timestamp({epoch_us_sql("timestamp")}) AS time,
                        {SERVICE_OF_POD.format(pod="cmdb_id")} AS service, cmdb_id AS pod,
@@ -200,9 +200,7 @@ class Aiops2022Adapter:
 
     def _load_traces(self, src: Path, pod_nodes: pa.Table, ctx: IngestContext) -> None:
         for file in sorted(src.glob("trace/**/*.csv")):
-            raw = read_csv_checked(
-                file, TRACE_COLUMNS, ctx.budget, TRACE_OPTIONAL, "an AIOps 2022 trace file"
-            )
+            raw = ctx.read_csv(file, TRACE_COLUMNS, TRACE_OPTIONAL, "an AIOps 2022 trace file")
             if "status_code" not in raw.column_names:
                 raw = raw.append_column("status_code", pa.nulls(raw.num_rows, pa.string()))
             spans = ctx.transform(
@@ -227,7 +225,7 @@ class Aiops2022Adapter:
 
     # --- labels ----------------------------------------------------------------------------
     def _load_truth(self, file: Path, ctx: IngestContext) -> list[Fault]:
-        raw = read_csv_checked(file, TRUTH_COLUMNS, ctx.budget, what="an AIOps 2022 ground truth")
+        raw = ctx.read_csv(file, TRUTH_COLUMNS, what="an AIOps 2022 ground truth")
         faults: list[Fault] = []
         for line, row in enumerate(raw.to_pylist(), start=2):
             level = (row["level"] or "").strip().lower()

@@ -68,6 +68,7 @@ def read_csv_checked(
     budget: BadRowBudget,
     optional: Mapping[str, str] | None = None,
     what: str = "this layout",
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> pa.Table:
     """Read the named columns of a CSV file with DuckDB, typed as given (DuckDB type names).
 
@@ -91,8 +92,10 @@ def read_csv_checked(
         "{" + ", ".join(f"{_sql_string(k)}: {_sql_string(v)}" for k, v in declared.items()) + "}"
     )
     selected = ", ".join('"' + name.replace('"', '""') + '"' for name in types)
-    con = duckdb.connect()
+    own = con is None
+    con = duckdb.connect() if con is None else con
     try:
+        con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
         table = con.sql(
             f"SELECT {selected} FROM read_csv({_sql_string(str(path))}, header = true, "
             f"auto_detect = false, delim = ',', quote = '\"', escape = '\"', columns = {columns_sql}, "
@@ -105,7 +108,8 @@ def read_csv_checked(
     except duckdb.Error as error:
         raise IngestError(path, "", f"not readable as CSV ({error})", "check the file") from error
     finally:
-        con.close()
+        if own:
+            con.close()
     if rejects:
         _account_rejects(path, rejects, types, budget)
     return table

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
 from thinkfl.telemetry.ingest.base import IngestContext, require_files, severity_sql
-from thinkfl.telemetry.ingest.csvread import read_csv_checked, read_header
+from thinkfl.telemetry.ingest.csvread import read_header
 from thinkfl.telemetry.model import Entity, Fault, GroundTruth, Level
 
 TRACE_COLUMNS = {
@@ -117,7 +117,7 @@ class NezhaAdapter:
         pod_nodes: list[pa.Table] = []
         for folder in folders:
             for file in sorted((folder / "log").glob("*.csv")):
-                raw = read_csv_checked(file, LOG_COLUMNS, ctx.budget, what="a Nezha log file")
+                raw = ctx.read_csv(file, LOG_COLUMNS, what="a Nezha log file")
                 line = "coalesce(CASE WHEN json_valid(Log) THEN json_extract_string(Log, '$.log') END, Log)"
                 severity_word = f"regexp_extract({line}, {LEVEL_WORD}, 1)"
                 logs = ctx.transform(
@@ -153,7 +153,7 @@ class NezhaAdapter:
         if not trace_files:
             raise IngestError(day / "trace", "", "no trace files (*_trace.csv)", "check the export")
         for file in trace_files:
-            raw = read_csv_checked(file, TRACE_COLUMNS, ctx.budget, what="a Nezha trace file")
+            raw = ctx.read_csv(file, TRACE_COLUMNS, what="a Nezha trace file")
             spans = ctx.transform(
                 f"""SELECT TraceID AS trace_id, SpanID AS span_id,
                     CASE WHEN ParentID IN ('root', '') THEN NULL ELSE ParentID END AS parent_id,
@@ -207,7 +207,7 @@ class NezhaAdapter:
     ) -> None:
         header = read_header(file)
         values = {name: "DOUBLE" for name in header if name not in NOT_METRICS}
-        raw = read_csv_checked(file, METRIC_KEYS, ctx.budget, values, "a Nezha metric file")
+        raw = ctx.read_csv(file, METRIC_KEYS, values, "a Nezha metric file")
         pods = {p for p in raw.column("PodName").to_pylist() if p}
         ctx.writer.add_entities(
             Entity(level=Level.POD, name=p, service=nezha_service(p), node=node_of.get(p))
@@ -238,7 +238,7 @@ class NezhaAdapter:
     def _load_front(self, file: Path, entry_service: str | None, ctx: IngestContext) -> None:
         header = read_header(file)
         values = {name: "DOUBLE" for name in header if name not in NOT_METRICS | {"ServiceName"}}
-        raw = read_csv_checked(file, FRONT_KEYS, ctx.budget, values, "Nezha front_service.csv")
+        raw = ctx.read_csv(file, FRONT_KEYS, values, "Nezha front_service.csv")
         entity = f"'{entry_service}'" if entry_service else "ServiceName"
         samples = ctx.transform(
             f"""WITH long AS (

@@ -22,7 +22,6 @@ import pyarrow as pa
 from thinkfl.telemetry.errors import IngestError
 from thinkfl.telemetry.ingest.aiops2022 import epoch_to_datetime
 from thinkfl.telemetry.ingest.base import IngestContext
-from thinkfl.telemetry.ingest.csvread import read_csv_checked
 from thinkfl.telemetry.model import (
     LOG_SCHEMA,
     METRIC_SCHEMA,
@@ -265,7 +264,7 @@ class OtlpAdapter:
         }
 
     def _labels(self, file: Path, ctx: IngestContext) -> list[Fault]:
-        raw = read_csv_checked(file, LABEL_COLUMNS, ctx.budget, what="faults.csv")
+        raw = ctx.read_csv(file, LABEL_COLUMNS, what="faults.csv")
         faults = []
         for line, row in enumerate(raw.to_pylist(), start=2):
             time = _parse_label_time(file, line, row["time"])
