@@ -26,7 +26,9 @@ SRC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nezha-tr
 def pandas_reference(files: list[Path]) -> float:
     start = time.perf_counter()
     for file in files:
-        pd.read_csv(file, on_bad_lines="skip", engine="python" if "log" in file.parent.name else "c")
+        pd.read_csv(
+            file, on_bad_lines="skip", engine="python" if "log" in file.parent.name else "c"
+        )
     return time.perf_counter() - start
 
 
@@ -48,12 +50,18 @@ def main() -> None:
     rows = counts["spans"] + counts["metrics"] + counts["logs"]
     best, median = min(times), statistics.median(times)
     reference = pandas_reference(files)
-    print(f"source: {len(files)} files, {megabytes:.1f} MB; stored rows: {rows:,} "
-          f"({counts['spans']:,} spans, {counts['metrics']:,} metric samples, {counts['logs']:,} logs)")
+    print(
+        f"source: {len(files)} files, {megabytes:.1f} MB; stored rows: {rows:,} "
+        f"({counts['spans']:,} spans, {counts['metrics']:,} metric samples, {counts['logs']:,} logs)"
+    )
     print(f"thinkfl ingest: median {median:.2f} s, best {best:.2f} s over {args.repeat} runs")
-    print(f"  throughput (median): {rows / median:,.0f} rows/s, {counts['spans'] / median:,.0f} spans/s, "
-          f"{megabytes / median:.1f} MB/s")
-    print(f"pandas read_csv of the same files (reference, no typing/sorting/store): {reference:.2f} s")
+    print(
+        f"  throughput (median): {rows / median:,.0f} rows/s, {counts['spans'] / median:,.0f} spans/s, "
+        f"{megabytes / median:.1f} MB/s"
+    )
+    print(
+        f"pandas read_csv of the same files (reference, no typing/sorting/store): {reference:.2f} s"
+    )
     print(f"  ratio thinkfl ingest / pandas read: {median / reference:.2f}x")
 
 
