@@ -108,3 +108,16 @@ def test_too_many_malformed_rows_fail(tmp_path):
     with pytest.raises(IngestError, match="more than 1 malformed rows"):
         ingest("nezha", src, out, max_bad_rows=1)
     assert not out.exists()
+
+
+def test_unknown_label_level_names_the_line(tmp_path):
+    src = tmp_path / "ai"
+    write(
+        src / "trace" / "all" / "t.csv",
+        "timestamp,cmdb_id,span_id,trace_id,duration,type,status_code,operation_name,parent_span\n"
+        "1647747340693,frontend-2,r1,t1,1000,http,0,Recv,\n",
+    )
+    write(
+        src / "groundtruth.csv", "timestamp,level,cmdb_id,failure_type\n1647747326,cluster,x,cpu\n"
+    )
+    assert_fails_cleanly(tmp_path, "aiops2022", src, "groundtruth.csv", "line 2", "'cluster'")

@@ -24,9 +24,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
-from thinkfl.telemetry.ingest.base import IngestContext, severity_sql
+from thinkfl.telemetry.ingest.base import IngestContext, labelled_fault, severity_sql
 from thinkfl.telemetry.ingest.csvread import read_header
-from thinkfl.telemetry.model import Entity, Fault, GroundTruth, Level, service_of_pod
+from thinkfl.telemetry.model import Entity, Fault, Level, service_of_pod
 
 TRACE_COLUMNS = {
     "timestamp": "BIGINT",
@@ -228,30 +228,10 @@ class Aiops2022Adapter:
         raw = ctx.read_csv(file, TRUTH_COLUMNS, what="an AIOps 2022 ground truth")
         faults: list[Fault] = []
         for line, row in enumerate(raw.to_pylist(), start=2):
-            level = (row["level"] or "").strip().lower()
-            if level not in {lv.value for lv in Level}:
-                raise IngestError(
-                    file,
-                    f"line {line}, column 'level'",
-                    f"unknown level {row['level']!r}",
-                    "use service, pod or node",
-                )
-            entity = (row["cmdb_id"] or "").strip()
             time = epoch_to_datetime(row["timestamp"])
-            service = {Level.SERVICE: entity, Level.POD: service_of_pod(entity), Level.NODE: None}[
-                Level(level)
-            ]
             faults.append(
-                Fault(
-                    fault_id=f"aiops-{time:%Y%m%d-%H%M%S}-{entity}",
-                    time=time,
-                    truth=GroundTruth(
-                        level=Level(level),
-                        entity=entity,
-                        fault_type=row["failure_type"] or "",
-                        service=service,
-                        pod=entity if level == Level.POD else None,
-                    ),
+                labelled_fault(
+                    "aiops", file, line, time, row["level"], row["cmdb_id"], row["failure_type"]
                 )
             )
         return faults

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
 from thinkfl.telemetry.ingest.csvread import BadRowBudget, read_csv_checked
+from thinkfl.telemetry.model import Fault, GroundTruth, Level, service_of_pod
 from thinkfl.telemetry.store import StoreWriter
 
 
@@ -80,3 +82,39 @@ def severity_sql(word_expression: str) -> str:
         WHEN {word} IN ('INFO', 'NOTICE', 'INFORMATION', 'I') THEN 'info'
         WHEN {word} IN ('DEBUG', 'TRACE', 'FINE', 'D') THEN 'debug'
         ELSE 'unknown' END"""
+
+
+def labelled_fault(
+    prefix: str,
+    file: Path,
+    line: int,
+    time: datetime,
+    level: str | None,
+    entity: str | None,
+    fault_type: str | None,
+) -> Fault:
+    """A Fault from one label row (service, pod or node), with the culprit's service derived."""
+    level_name = (level or "").strip().lower()
+    if level_name not in {lv.value for lv in Level}:
+        raise IngestError(
+            file,
+            f"line {line}, column 'level'",
+            f"unknown level {level!r}",
+            "use service, pod or node",
+        )
+    name = (entity or "").strip()
+    if not name:
+        raise IngestError(file, f"line {line}", "the label names no entity", "fill it in")
+    as_level = Level(level_name)
+    service = {Level.SERVICE: name, Level.POD: service_of_pod(name), Level.NODE: None}[as_level]
+    return Fault(
+        fault_id=f"{prefix}-{time:%Y%m%d-%H%M%S}-{name}",
+        time=time,
+        truth=GroundTruth(
+            level=as_level,
+            entity=name,
+            fault_type=fault_type or "",
+            service=service,
+            pod=name if as_level == Level.POD else None,
+        ),
+    )

@@ -21,13 +21,12 @@ import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
 from thinkfl.telemetry.ingest.aiops2022 import epoch_to_datetime
-from thinkfl.telemetry.ingest.base import IngestContext
+from thinkfl.telemetry.ingest.base import IngestContext, labelled_fault
 from thinkfl.telemetry.model import (
     LOG_SCHEMA,
     METRIC_SCHEMA,
     SPAN_SCHEMA,
     Fault,
-    GroundTruth,
     Level,
     service_of_pod,
 )
@@ -268,28 +267,9 @@ class OtlpAdapter:
         faults = []
         for line, row in enumerate(raw.to_pylist(), start=2):
             time = _parse_label_time(file, line, row["time"])
-            level = (row["level"] or "").strip().lower()
-            if level not in {lv.value for lv in Level}:
-                raise IngestError(
-                    file,
-                    f"line {line}, column 'level'",
-                    f"unknown level {row['level']!r}",
-                    "use service, pod or node",
-                )
-            entity = row["entity"].strip()
             faults.append(
-                Fault(
-                    fault_id=f"otlp-{time:%Y%m%d-%H%M%S}-{entity}",
-                    time=time,
-                    truth=GroundTruth(
-                        level=Level(level),
-                        entity=entity,
-                        fault_type=row["fault_type"] or "",
-                        service=service_of_pod(entity)
-                        if level == "pod"
-                        else (entity if level == "service" else None),
-                        pod=entity if level == "pod" else None,
-                    ),
+                labelled_fault(
+                    "otlp", file, line, time, row["level"], row["entity"], row["fault_type"]
                 )
             )
         return faults
