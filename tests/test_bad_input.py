@@ -121,3 +121,23 @@ def test_unknown_label_level_names_the_line(tmp_path):
         src / "groundtruth.csv", "timestamp,level,cmdb_id,failure_type\n1647747326,cluster,x,cpu\n"
     )
     assert_fails_cleanly(tmp_path, "aiops2022", src, "groundtruth.csv", "line 2", "'cluster'")
+
+
+def test_otlp_span_without_start_time_names_the_line(tmp_path):
+    request = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "cart"}}]
+                },
+                "scopeSpans": [{"spans": [{"traceId": "ab", "spanId": "cd", "name": "x"}]}],
+            }
+        ]
+    }
+    write(
+        tmp_path / "otel" / "a.jsonl",
+        json.dumps({"resourceSpans": []}) + "\n" + json.dumps(request) + "\n",
+    )
+    assert_fails_cleanly(
+        tmp_path, "otlp", tmp_path / "otel", "a.jsonl", "line 2", "startTimeUnixNano"
+    )

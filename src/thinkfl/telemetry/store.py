@@ -56,6 +56,11 @@ _SORT_KEYS = {
 _DEDUPLICATE = {"spans": True, "metrics": True, "logs": False, "entities": True}
 
 
+def sql_literal(value: object) -> str:
+    """A value (a path, a name) as a quoted SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def write_json_atomic(path: Path, payload: object) -> None:
     """Write JSON next to `path` and rename it over, so readers never see half a file."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -147,10 +152,10 @@ class StoreWriter:
         if self._parts[name] == 0:
             pq.write_table(schema.empty_table(), target)
             return 0
-        source = f"read_parquet('{self._staging}/{name}-*.parquet')"
+        source = f"read_parquet({sql_literal(self._staging / f'{name}-*.parquet')})"
         select = "SELECT DISTINCT *" if _DEDUPLICATE[name] else "SELECT *"
         con.execute(
-            f"COPY ({select} FROM {source} ORDER BY {_SORT_KEYS[name]}) TO '{target}' "
+            f"COPY ({select} FROM {source} ORDER BY {_SORT_KEYS[name]}) TO {sql_literal(target)} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, COMPRESSION zstd)"
         )
         return pq.ParquetFile(target).metadata.num_rows
@@ -162,10 +167,11 @@ class StoreWriter:
         service or node, the adapter's explicit entity wins, then the smallest name.
         """
         final = {
-            n: f"read_parquet('{self.path / n}.parquet')" for n in ("spans", "logs", "metrics")
+            n: f"read_parquet({sql_literal(self.path / f'{n}.parquet')})"
+            for n in ("spans", "logs", "metrics")
         }
         explicit = (
-            f"SELECT *, 0 AS rank FROM read_parquet('{self._staging}/entities-*.parquet')"
+            f"SELECT *, 0 AS rank FROM read_parquet({sql_literal(self._staging / 'entities-*.parquet')})"
             if self._parts["entities"]
             else "SELECT NULL::VARCHAR AS level, NULL::VARCHAR AS name, NULL::VARCHAR AS service, "
             "NULL::VARCHAR AS node, 0 AS rank WHERE false"
@@ -198,7 +204,7 @@ class StoreWriter:
                    arg_min(node, rank) FILTER (WHERE node IS NOT NULL) AS node
             FROM mentioned WHERE name IS NOT NULL
             GROUP BY level, name ORDER BY {_SORT_KEYS["entities"]}
-            ) TO '{target}' (FORMAT parquet)"""
+            ) TO {sql_literal(target)} (FORMAT parquet)"""
         )
         return pq.ParquetFile(target).metadata.num_rows
 
@@ -228,8 +234,8 @@ class TelemetryStore:
         self.manifest = manifest
         self._root = duckdb.connect()
         for name in TABLE_SCHEMAS:
-            file = (path / f"{name}.parquet").as_posix().replace("'", "''")
-            self._root.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{file}')")
+            file = sql_literal((path / f"{name}.parquet").as_posix())
+            self._root.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({file})")
         self._local = threading.local()
         self._entities: dict[str, Entity] | None = None
 

@@ -17,7 +17,6 @@ entity, and are not ingested. Timestamps are read in s, ms, µs or ns by magnitu
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,7 +54,6 @@ TRUTH_COLUMNS = {
 
 # SQL: a pod's service (`cartservice-2` -> `cartservice`), as model.service_of_pod does.
 SERVICE_OF_POD = "regexp_replace({pod}, '-\\d+$', '')"
-NODE_ID = re.compile(r"^node-\d+$")
 
 
 def epoch_us_sql(column: str) -> str:

@@ -29,6 +29,7 @@ from thinkfl.telemetry.errors import IngestError
 from thinkfl.telemetry.ingest.base import IngestContext, require_files, severity_sql
 from thinkfl.telemetry.ingest.csvread import read_header
 from thinkfl.telemetry.model import Entity, Fault, GroundTruth, Level
+from thinkfl.telemetry.store import sql_literal
 
 TRACE_COLUMNS = {
     "TraceID": "VARCHAR",
@@ -225,7 +226,7 @@ class NezhaAdapter:
                     INTO NAME metric VALUE value)
                 SELECT CASE WHEN metric LIKE 'Node%' AND {node_level} THEN 'node' ELSE 'pod' END
                            AS level,
-                       CASE WHEN metric LIKE 'Node%' AND {node_level} THEN '{node or ""}'
+                       CASE WHEN metric LIKE 'Node%' AND {node_level} THEN {sql_literal(node or "")}
                             ELSE PodName END AS entity,
                        metric, make_timestamp(TimeStamp * 1000000) AS time, value
                 FROM long
@@ -239,7 +240,7 @@ class NezhaAdapter:
         header = read_header(file)
         values = {name: "DOUBLE" for name in header if name not in NOT_METRICS | {"ServiceName"}}
         raw = ctx.read_csv(file, FRONT_KEYS, values, "Nezha front_service.csv")
-        entity = f"'{entry_service}'" if entry_service else "ServiceName"
+        entity = sql_literal(entry_service) if entry_service else "ServiceName"
         samples = ctx.transform(
             f"""WITH long AS (
                     UNPIVOT raw ON COLUMNS(* EXCLUDE (TimeStamp, ServiceName))
