@@ -1,0 +1,393 @@
+"""Tool declarations and their implementation over one store and one failure case."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from thinkfl.telemetry import Entity, FailureCase, Level, TelemetryStore
+
+
+class ToolLimits(BaseModel):
+    """Budgets and windows of the tools (defaults follow the authors' server where sane)."""
+
+    max_rows: int = Field(15, ge=1, description="rows per observation before it is cut")
+    sigma: float = Field(3.0, gt=0, description="n of the n-sigma fluctuation test")
+    baseline_before_s: float = Field(1200.0, description="baseline starts this long before t")
+    baseline_gap_s: float = Field(300.0, description="baseline ends this long before t")
+    current_before_s: float = Field(60.0, description="tested window starts before t")
+    current_after_s: float = Field(300.0, description="tested window ends after t")
+    log_window_s: float = Field(60.0, description="logs within +- this of t")
+
+
+class Observation(BaseModel):
+    """What a tool call returns to the agent: text for the model, data for programs."""
+
+    tool: str
+    text: str
+    ok: bool = True
+    truncated: bool = False
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolSpec(BaseModel):
+    """A tool as declared to a model (OpenAI `tools` style JSON schema)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+def _schema(properties: dict[str, dict], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+_STRING = {"type": "string"}
+TOOL_SPECS: list[ToolSpec] = [
+    ToolSpec(
+        name="search_traces",
+        description="List the direct child spans (calls) of a span: id, service/pod, "
+        "operation, start, duration, status; slowest and failing first.",
+        parameters=_schema({"parent_span_id": _STRING}, ["parent_span_id"]),
+    ),
+    ToolSpec(
+        name="search_span",
+        description="Show one span: its service, pod, node, operation, timing and status.",
+        parameters=_schema({"span_id": _STRING}, ["span_id"]),
+    ),
+    ToolSpec(
+        name="search_fluctuating_metrics",
+        description="Metrics of a service (its pods and their nodes), a pod or a node that "
+        "deviate from their normal level around a time (n-sigma test), strongest first.",
+        parameters=_schema(
+            {"service_name": _STRING, "timestamp": _STRING}, ["service_name", "timestamp"]
+        ),
+    ),
+    ToolSpec(
+        name="search_logs",
+        description="Error and warning logs of a service, pod or node around a time, "
+        "grouped by message pattern, most severe and frequent first.",
+        parameters=_schema(
+            {"service_name": _STRING, "timestamp": _STRING}, ["service_name", "timestamp"]
+        ),
+    ),
+    ToolSpec(
+        name="print_results",
+        description="Finish: give the ranked root causes, most likely first, at least three, "
+        'each {"service": name} or {"pod": name} or {"node": name}.',
+        parameters=_schema(
+            {"root_causes": {"type": "array", "items": {"type": "object"}}}, ["root_causes"]
+        ),
+    ),
+]
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """ISO 8601 text, or epoch seconds/ms/µs/ns (number or digits); None when unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if not math.isfinite(number):
+        return None
+    for limit, scale in ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6)):
+        if abs(number) < limit:
+            return datetime.fromtimestamp(number / scale, UTC)
+    return datetime.fromtimestamp(number / 1e9, UTC)
+
+
+_VOLATILE = re.compile(r"\b[0-9a-f]{12,}\b|\b\d+(\.\d+)?\b|[0-9a-f]{8}-[0-9a-f-]{27}")
+
+
+def log_pattern(message: str) -> str:
+    """A message with ids and numbers masked, so repeats group together."""
+    return _VOLATILE.sub("<*>", message)[:160]
+
+
+class Toolbox:
+    """The tools for one case: times are shown relative to the case's entry span."""
+
+    def __init__(self, store: TelemetryStore, case: FailureCase, limits: ToolLimits | None = None):
+        self.store = store
+        self.case = case
+        self.limits = limits or ToolLimits()
+        self.origin = case.entry_start
+        self.entities = store.entities()
+        self._handlers: dict[str, Callable[..., Observation]] = {
+            "search_traces": self.search_traces,
+            "search_span": self.search_span,
+            "search_fluctuating_metrics": self.search_fluctuating_metrics,
+            "search_logs": self.search_logs,
+            "print_results": self.print_results,
+        }
+
+    # --- dispatch ------------------------------------------------------------------------
+    def call(self, name: str, arguments: dict[str, Any] | None) -> Observation:
+        handler = self._handlers.get(name)
+        if handler is None:
+            return self._refuse(name, f"unknown tool '{name}'. Tools: {', '.join(self._handlers)}")
+        spec = next(s for s in TOOL_SPECS if s.name == name)
+        arguments = arguments if isinstance(arguments, dict) else {}
+        missing = [k for k in spec.parameters["required"] if k not in arguments]
+        if missing:
+            wanted = ", ".join(spec.parameters["properties"])
+            return self._refuse(name, f"{name} needs {', '.join(missing)} (arguments: {wanted})")
+        known = {k: v for k, v in arguments.items() if k in spec.parameters["properties"]}
+        return handler(**known)
+
+    def _refuse(self, tool: str, text: str) -> Observation:
+        return Observation(tool=tool, text=text, ok=False)
+
+    def _rel(self, when: datetime) -> str:
+        return f"{(when - self.origin).total_seconds():+.3f}s"
+
+    def _cut(self, rows: list[str], total: int, what: str) -> tuple[str, bool]:
+        shown = rows[: self.limits.max_rows]
+        cut = total > len(shown)
+        if cut:
+            shown.append(f"... {total - len(shown)} more {what} not shown")
+        return "\n".join(shown), cut
+
+    # --- traces ----------------------------------------------------------------------------
+    def _resolve_span(self, span_id: Any) -> tuple[dict | None, str]:
+        text = str(span_id or "").strip().lower()
+        if not text:
+            return None, "give a span id"
+        span = self.store.span(text)
+        if span is not None:
+            return span, ""
+        trace = self.store.trace(self.case.entry_trace_id).to_pylist()
+        matches = [s for s in trace if s["span_id"].startswith(text)]
+        if len(matches) == 1:
+            return matches[0], ""
+        ids = ", ".join(s["span_id"][:8] for s in trace[:10])
+        if matches:
+            return None, f"span id '{text}' is ambiguous in this trace; give more characters"
+        return (
+            None,
+            f"no span '{text}'. The entry span is {self.case.entry_span_id}; spans of this trace include {ids}",
+        )
+
+    def _span_row(self, span: dict) -> str:
+        place = span["pod"] or span["service"]
+        return (
+            f"{span['span_id']}  {place[:24]:<24} {span['operation'][:32]:<32} "
+            f"start {self._rel(span['start'])}  {span['duration_us'] / 1000:>9.1f} ms  {span['status']}"
+        )
+
+    def search_traces(self, parent_span_id: Any = None) -> Observation:
+        parent, problem = self._resolve_span(parent_span_id)
+        if parent is None:
+            return self._refuse("search_traces", problem)
+        children = self.store.children(parent["span_id"]).to_pylist()
+        if not children:
+            text = (
+                f"span {parent['span_id']} ({parent['service']}) has no child spans: it is a leaf."
+            )
+            return Observation(tool="search_traces", text=text, data={"children": []})
+        children.sort(key=lambda s: (s["status"] != "error", -s["duration_us"]))
+        rows = [self._span_row(s) for s in children]
+        body, cut = self._cut(rows, len(rows), "child spans")
+        head = (
+            f"{len(children)} child spans of {parent['span_id']} ({parent['service']}, "
+            f"{parent['duration_us'] / 1000:.1f} ms), failing and slowest first:"
+        )
+        return Observation(
+            tool="search_traces",
+            text=f"{head}\n{body}",
+            truncated=cut,
+            data={"children": [s["span_id"] for s in children]},
+        )
+
+    def search_span(self, span_id: Any = None) -> Observation:
+        span, problem = self._resolve_span(span_id)
+        if span is None:
+            return self._refuse("search_span", problem)
+        text = (
+            f"span {span['span_id']} parent {span['parent_id'] or '-'} service {span['service']} "
+            f"pod {span['pod'] or '-'} node {span['node'] or '-'}\n{self._span_row(span)}"
+        )
+        return Observation(tool="search_span", text=text, data={"span": span["span_id"]})
+
+    # --- entities ----------------------------------------------------------------------------
+    def _resolve_entity(self, name: Any) -> tuple[Entity | None, str]:
+        text = str(name or "").strip()
+        entity = self.entities.get(text)
+        if entity is not None:
+            return entity, ""
+        services = sorted(e.name for e in self.entities.values() if e.level == Level.SERVICE)
+        near = [s for s in services if text and (text in s or s in text)]
+        hint = f" Did you mean: {', '.join(near[:5])}?" if near else ""
+        return None, (
+            f"no service, pod or node named '{text}'.{hint} Services: {', '.join(services[:30])}"
+        )
+
+    def _covered(self, entity: Entity) -> list[str]:
+        """A service covers itself, its pods and their nodes; a pod its node; a node itself."""
+        if entity.level == Level.SERVICE:
+            pods = [
+                e
+                for e in self.entities.values()
+                if e.level == Level.POD and e.service == entity.name
+            ]
+            nodes = sorted({p.node for p in pods if p.node})
+            return [entity.name, *sorted(p.name for p in pods), *nodes]
+        if entity.level == Level.POD:
+            return [entity.name] + ([entity.node] if entity.node else [])
+        return [entity.name]
+
+    def _time(self, tool: str, value: Any) -> tuple[datetime | None, Observation | None]:
+        when = parse_timestamp(value)
+        if when is None:
+            example = self.case.entry_start.isoformat()
+            return None, self._refuse(
+                tool, f"cannot read timestamp '{value}'. Use ISO 8601 ({example}) or epoch seconds"
+            )
+        return when, None
+
+    # --- metrics ---------------------------------------------------------------------------
+    def search_fluctuating_metrics(
+        self, service_name: Any = None, timestamp: Any = None
+    ) -> Observation:
+        tool = "search_fluctuating_metrics"
+        entity, problem = self._resolve_entity(service_name)
+        if entity is None:
+            return self._refuse(tool, problem)
+        when, refusal = self._time(tool, timestamp)
+        if refusal:
+            return refusal
+        lim = self.limits
+        names = self._covered(entity)
+        rows = self.store.query(
+            """SELECT entity, metric,
+                   avg(value) FILTER (WHERE time < $3) AS mu,
+                   coalesce(stddev_pop(value) FILTER (WHERE time < $3), 0) AS sd,
+                   count(*) FILTER (WHERE time < $3) AS n_base,
+                   avg(value) FILTER (WHERE time >= $4) AS cur,
+                   max(value) FILTER (WHERE time >= $4) AS hi,
+                   min(value) FILTER (WHERE time >= $4) AS lo
+               FROM metrics WHERE entity IN (SELECT unnest($1)) AND time BETWEEN $2 AND $5
+                 AND (time < $3 OR time >= $4)
+               GROUP BY entity, metric""",
+            [
+                names,
+                when - timedelta(seconds=lim.baseline_before_s),
+                when - timedelta(seconds=lim.baseline_gap_s),
+                when - timedelta(seconds=lim.current_before_s),
+                when + timedelta(seconds=lim.current_after_s),
+            ],
+        ).to_pylist()
+        found = []
+        for row in rows:
+            if row["cur"] is None or row["mu"] is None or row["n_base"] < 2:
+                continue
+            floor = 1e-9 + 0.01 * abs(row["mu"])  # a flat baseline still needs a real move
+            sd = max(row["sd"], floor)
+            z = max(abs(row["hi"] - row["mu"]), abs(row["lo"] - row["mu"])) / sd
+            if z > lim.sigma:
+                found.append((z, row))
+        found.sort(key=lambda item: (-item[0], item[1]["entity"], item[1]["metric"]))
+        if not found:
+            text = (
+                f"no metric of {', '.join(names)} deviates beyond {lim.sigma:g} sigma "
+                f"around {self._rel(when)}"
+            )
+            return Observation(tool=tool, text=text, data={"fluctuating": []})
+        lines = [
+            f"{r['entity'][:30]:<30} {r['metric'][:34]:<34} normal {r['mu']:>10.3g} ±{r['sd']:<9.3g} "
+            f"now {r['cur']:>10.3g} (range {r['lo']:.3g}..{r['hi']:.3g})  {z:5.1f} sigma"
+            for z, r in found
+        ]
+        body, cut = self._cut(lines, len(lines), "fluctuating metrics")
+        head = (
+            f"{len(found)} fluctuating metrics of {entity.level.value} {entity.name} "
+            f"around {self._rel(when)}, strongest first:"
+        )
+        return Observation(
+            tool=tool,
+            text=f"{head}\n{body}",
+            truncated=cut,
+            data={"fluctuating": [(r["entity"], r["metric"], round(z, 3)) for z, r in found]},
+        )
+
+    # --- logs ------------------------------------------------------------------------------
+    def search_logs(self, service_name: Any = None, timestamp: Any = None) -> Observation:
+        tool = "search_logs"
+        entity, problem = self._resolve_entity(service_name)
+        if entity is None:
+            return self._refuse(tool, problem)
+        when, refusal = self._time(tool, timestamp)
+        if refusal:
+            return refusal
+        window = timedelta(seconds=self.limits.log_window_s)
+        records = self.store.logs(
+            entity.name, entity.level, when - window, when + window
+        ).to_pylist()
+        severe = [r for r in records if r["severity"] in ("warn", "error", "fatal")]
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for record in severe:
+            groups.setdefault((record["severity"], log_pattern(record["message"])), []).append(
+                record
+            )
+        rank = {"fatal": 0, "error": 1, "warn": 2}
+        ordered = sorted(groups.items(), key=lambda kv: (rank[kv[0][0]], -len(kv[1]), kv[0][1]))
+        if not ordered:
+            text = (
+                f"no warning or error logs of {entity.level.value} {entity.name} within "
+                f"±{self.limits.log_window_s:g}s of {self._rel(when)} ({len(records)} logs in all)"
+            )
+            return Observation(tool=tool, text=text, data={"patterns": []})
+        lines = [
+            f"{sev.upper():<5} x{len(items):<4} first {self._rel(items[0]['time'])} "
+            f"{(items[0]['pod'] or items[0]['service'])}: {items[0]['message'][:200]}"
+            for (sev, _pattern), items in ordered
+        ]
+        body, cut = self._cut(lines, len(lines), "log patterns")
+        head = (
+            f"{len(severe)} warning/error logs ({len(ordered)} patterns) of {entity.level.value} "
+            f"{entity.name} within ±{self.limits.log_window_s:g}s of {self._rel(when)}:"
+        )
+        return Observation(
+            tool=tool,
+            text=f"{head}\n{body}",
+            truncated=cut,
+            data={"patterns": [(sev, pattern, len(items)) for (sev, pattern), items in ordered]},
+        )
+
+    # --- the answer ------------------------------------------------------------------------
+    def print_results(self, root_causes: Any = None) -> Observation:
+        tool = "print_results"
+        if not isinstance(root_causes, list):
+            return self._refuse(
+                tool, 'root_causes must be a list like [{"service": "cartservice"}, ...]'
+            )
+        ranking: list[dict[str, str]] = []
+        problems: list[str] = []
+        for index, item in enumerate(root_causes):
+            keys = [k for k in ("service", "pod", "node") if isinstance(item, dict) and k in item]
+            if len(keys) != 1 or len(item) != 1:
+                problems.append(f"item {index + 1} must have exactly one of service, pod, node")
+                continue
+            level, name = keys[0], str(item[keys[0]]).strip()
+            entity = self.entities.get(name)
+            if entity is None or entity.level.value != level:
+                problems.append(f"item {index + 1}: no {level} named '{name}'")
+            ranking.append({level: name})
+        text = "results: " + ", ".join(f"{k}={v}" for r in ranking for k, v in r.items())
+        if problems:
+            text += "\nproblems: " + "; ".join(problems)
+        return Observation(
+            tool=tool, text=text, ok=not problems, data={"ranking": ranking, "problems": problems}
+        )

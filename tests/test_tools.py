@@ -1,0 +1,208 @@
+"""Tool semantics on a hand-built store, with exact expected outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from storekit import at, build_store, fault, span
+from thinkfl.tools import Toolbox
+from thinkfl.tools.toolbox import log_pattern, parse_timestamp
+
+SPANS = [
+    span(f"h{i}", None, "frontend", 10 * i, 100_000, trace=f"h{i}", op="GET /") for i in range(25)
+] + [
+    span("root0001", None, "frontend", 1010, 2_000_000, trace="t", pod="frontend-0", op="GET /"),
+    span(
+        "call0001",
+        "root0001",
+        "frontend",
+        1010.01,
+        1_900_000,
+        trace="t",
+        pod="frontend-0",
+        op="GET cart",
+    ),
+    span(
+        "cart0001",
+        "call0001",
+        "cart",
+        1010.02,
+        1_850_000,
+        status="error",
+        trace="t",
+        pod="cart-1",
+        op="GetCart",
+    ),
+    span(
+        "cat00001",
+        "root0001",
+        "frontend",
+        1010.01,
+        30_000,
+        trace="t",
+        pod="frontend-0",
+        op="GET catalog",
+    ),
+]
+
+
+def metric(entity, name, minute, value, level="pod"):
+    return {
+        "level": level,
+        "entity": entity,
+        "metric": name,
+        "time": at(minute * 60),
+        "value": value,
+    }
+
+
+# Baseline minutes 0..11 alternate 10/12 (mean 11, sd 1); minute 17 (t = 1020 s) jumps.
+METRICS = (
+    [metric("cart-1", "cpu", m, 10.0 + 2 * (m % 2)) for m in range(12)]
+    + [metric("cart-1", "cpu", 17, 95.0)]
+    + [metric("cart-0", "cpu", m, 10.0 + 2 * (m % 2)) for m in range(12)]
+    + [metric("cart-0", "cpu", 17, 12.0)]
+    + [metric("cart-10", "cpu", m, 5.0) for m in range(12)]
+    + [metric("cart-10", "cpu", 17, 500.0)]
+    + [metric("n6", "disk", m, 1.0, "node") for m in range(12)]
+    + [metric("n6", "disk", 17, 1.5, "node")]
+)
+LOGS = [
+    {
+        "time": at(1011 + i),
+        "service": "cart",
+        "pod": "cart-1",
+        "node": "n6",
+        "severity": "error",
+        "message": f"redis timeout after {300 + i} ms",
+        "trace_id": None,
+        "span_id": None,
+    }
+    for i in range(3)
+] + [
+    {
+        "time": at(1012),
+        "service": "cart",
+        "pod": "cart-1",
+        "node": "n6",
+        "severity": "info",
+        "message": "GetCart ok",
+        "trace_id": None,
+        "span_id": None,
+    },
+    {
+        "time": at(1013),
+        "service": "cart",
+        "pod": "cart-0",
+        "node": "n5",
+        "severity": "warn",
+        "message": "slow GC pause",
+        "trace_id": None,
+        "span_id": None,
+    },
+]
+
+
+@pytest.fixture()
+def box(tmp_path):
+    store = build_store(tmp_path / "s", SPANS, METRICS, LOGS, faults=[fault("f", 1000, "cart")])
+    (case,) = store.cases()
+    assert case.entry_span_id == "root0001"
+    return Toolbox(store, case)
+
+
+def test_search_traces_lists_children_failing_and_slowest_first(box):
+    obs = box.call("search_traces", {"parent_span_id": "root0001"})
+    assert obs.ok and obs.data["children"] == ["call0001", "cat00001"]
+    assert obs.text.splitlines() == [
+        "2 child spans of root0001 (frontend, 2000.0 ms), failing and slowest first:",
+        "call0001  frontend-0               GET cart                         start +0.010s"
+        "     1900.0 ms  ok",
+        "cat00001  frontend-0               GET catalog                      start +0.010s"
+        "       30.0 ms  ok",
+    ]
+    deeper = box.call("search_traces", {"parent_span_id": "call"})  # a unique prefix in this trace
+    assert deeper.data["children"] == ["cart0001"] and "error" in deeper.text
+    leaf = box.call("search_traces", {"parent_span_id": "cart0001"})
+    assert leaf.ok and "leaf" in leaf.text
+
+
+def test_bad_arguments_give_helpful_observations(box):
+    unknown = box.call("search_traces", {"parent_span_id": "zzz"})
+    assert not unknown.ok and "entry span is root0001" in unknown.text
+    missing = box.call("search_traces", {})
+    assert not missing.ok and "needs parent_span_id" in missing.text
+    tool = box.call("search_everything", {"q": 1})
+    assert not tool.ok and "search_traces" in tool.text
+    entity = box.call("search_logs", {"service_name": "carts", "timestamp": "1714557600"})
+    assert not entity.ok and "Did you mean: cart" in entity.text
+    when = box.call("search_logs", {"service_name": "cart", "timestamp": "yesterday"})
+    assert not when.ok and "cannot read timestamp 'yesterday'" in when.text
+
+
+def test_fluctuating_metrics_cover_a_service_its_pods_and_nodes(box):
+    obs = box.call(
+        "search_fluctuating_metrics", {"service_name": "cart", "timestamp": at(1020).isoformat()}
+    )
+    # cart-1 cpu: |95 - 11| / 1 = 84 sigma; n6 disk: flat baseline 1.0 -> floor 0.01 -> 50 sigma;
+    # cart-0 cpu 12 is 1 sigma (not listed); cart-10 is another service's pod (never matched).
+    assert obs.data["fluctuating"] == [("cart-1", "cpu", 84.0), ("n6", "disk", 50.0)]
+    assert "cart-10" not in obs.text
+    pod = box.call(
+        "search_fluctuating_metrics", {"service_name": "cart-0", "timestamp": at(1020).isoformat()}
+    )
+    assert pod.data["fluctuating"] == []  # cart-0 runs on no known node, and its cpu is normal
+
+
+def test_logs_are_grouped_by_pattern_most_severe_first(box):
+    obs = box.call("search_logs", {"service_name": "cart", "timestamp": at(1012).timestamp()})
+    assert obs.data["patterns"] == [
+        ("error", "redis timeout after <*> ms", 3),
+        ("warn", "slow GC pause", 1),
+    ]
+    assert obs.text.splitlines()[1].startswith(
+        "ERROR x3    first +1.000s cart-1: redis timeout after 300 ms"
+    )
+    node = box.call("search_logs", {"service_name": "n5", "timestamp": at(1012).timestamp()})
+    assert node.data["patterns"] == [("warn", "slow GC pause", 1)]
+
+
+def test_print_results_checks_shape_and_names(box):
+    good = box.call(
+        "print_results", {"root_causes": [{"pod": "cart-1"}, {"service": "cart"}, {"node": "n6"}]}
+    )
+    assert good.ok and good.data["ranking"] == [
+        {"pod": "cart-1"},
+        {"service": "cart"},
+        {"node": "n6"},
+    ]
+    bad = box.call(
+        "print_results", {"root_causes": [{"service": "cart-1"}, {"pod": "x", "node": "y"}]}
+    )
+    assert not bad.ok
+    assert bad.data["problems"] == [
+        "item 1: no service named 'cart-1'",
+        "item 2 must have exactly one of service, pod, node",
+    ]
+
+
+def test_rows_are_bounded_and_say_so(tmp_path):
+    fan = [span("r", None, "web", 0, 9_000_000, trace="x")] + [
+        span(f"c{i:02d}", "r", "svc", 0.1, 1000 + i, trace="x") for i in range(40)
+    ]
+    store = build_store(tmp_path / "s", fan, faults=[fault("f", 0, "svc")])
+    obs = Toolbox(store, store.cases()[0]).call("search_traces", {"parent_span_id": "r"})
+    lines = obs.text.splitlines()
+    assert obs.truncated and len(lines) == 1 + 15 + 1
+    assert lines[-1] == "... 25 more child spans not shown"
+    assert lines[1].startswith("c39")  # slowest first
+
+
+def test_timestamp_and_pattern_helpers():
+    assert parse_timestamp("2024-05-01T10:00:00Z") == at(0)
+    assert parse_timestamp(at(0).timestamp() * 1000) == at(0)
+    assert parse_timestamp("nan") is None and parse_timestamp(None) is None
+    assert (
+        log_pattern("user 4d2a46c7-71cb-4cf1-b5bb-b68406d9da6f took 35 ms")
+        == "user <*> took <*> ms"
+    )
