@@ -8,42 +8,50 @@ from storekit import at, build_store, fault, span
 from thinkfl.tools import Toolbox
 from thinkfl.tools.toolbox import log_pattern, parse_timestamp
 
-SPANS = [
-    span(f"h{i}", None, "frontend", 10 * i, 100_000, trace=f"h{i}", op="GET /") for i in range(25)
-] + [
-    span("root0001", None, "frontend", 1010, 2_000_000, trace="t", pod="frontend-0", op="GET /"),
-    span(
-        "call0001",
-        "root0001",
-        "frontend",
-        1010.01,
-        1_900_000,
-        trace="t",
-        pod="frontend-0",
-        op="GET cart",
-    ),
-    span(
-        "cart0001",
-        "call0001",
-        "cart",
-        1010.02,
-        1_850_000,
-        status="error",
-        trace="t",
-        pod="cart-1",
-        op="GetCart",
-    ),
-    span(
-        "cat00001",
-        "root0001",
-        "frontend",
-        1010.01,
-        30_000,
-        trace="t",
-        pod="frontend-0",
-        op="GET catalog",
-    ),
-]
+SPANS = (
+    [span(f"h{i}", None, "frontend", 10 * i, 100_000, trace=f"h{i}", op="GET /") for i in range(25)]
+    + [
+        # normal history of "GET cart": 19 ms, so the 1900 ms call below is 100x normal
+        span(f"g{i}", f"h{i}", "frontend", 10 * i, 19_000, trace=f"h{i}", op="GET cart")
+        for i in range(4)
+    ]
+    + [
+        span(
+            "root0001", None, "frontend", 1010, 2_000_000, trace="t", pod="frontend-0", op="GET /"
+        ),
+        span(
+            "call0001",
+            "root0001",
+            "frontend",
+            1010.01,
+            1_900_000,
+            trace="t",
+            pod="frontend-0",
+            op="GET cart",
+        ),
+        span(
+            "cart0001",
+            "call0001",
+            "cart",
+            1010.02,
+            1_850_000,
+            status="error",
+            trace="t",
+            pod="cart-1",
+            op="GetCart",
+        ),
+        span(
+            "cat00001",
+            "root0001",
+            "frontend",
+            1010.01,
+            30_000,
+            trace="t",
+            pod="frontend-0",
+            op="GET catalog",
+        ),
+    ]
+)
 
 
 def metric(entity, name, minute, value, level="pod"):
@@ -117,9 +125,9 @@ def test_search_traces_lists_children_failing_and_slowest_first(box):
     assert obs.text.splitlines() == [
         "2 child spans of root0001 (frontend, 2000.0 ms), failing and slowest first:",
         "call0001  frontend-0               GET cart                         start +0.010s"
-        "     1900.0 ms  ok",
+        "     1900.0 ms  100.0x normal  ok",
         "cat00001  frontend-0               GET catalog                      start +0.010s"
-        "       30.0 ms  ok",
+        "       30.0 ms    1.0x normal  ok",
     ]
     deeper = box.call("search_traces", {"parent_span_id": "call"})  # a unique prefix in this trace
     assert deeper.data["children"] == ["cart0001"] and "error" in deeper.text
@@ -146,7 +154,7 @@ def test_fluctuating_metrics_cover_a_service_its_pods_and_nodes(box):
     )
     # cart-1 cpu: |95 - 11| / 1 = 84 sigma; n6 disk: flat baseline 1.0 -> floor 0.01 -> 50 sigma;
     # cart-0 cpu 12 is 1 sigma (not listed); cart-10 is another service's pod (never matched).
-    assert obs.data["fluctuating"] == [("cart-1", "cpu", 84.0), ("n6", "disk", 50.0)]
+    assert obs.data["fluctuating"] == [("cart-1", "cpu", 84.0, "pod"), ("n6", "disk", 50.0, "node")]
     assert "cart-10" not in obs.text
     pod = box.call(
         "search_fluctuating_metrics", {"service_name": "cart-0", "timestamp": at(1020).isoformat()}

@@ -238,6 +238,7 @@ class TelemetryStore:
             self._root.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({file})")
         self._local = threading.local()
         self._entities: dict[str, Entity] | None = None
+        self._baselines: dict[tuple[str, str], float] | None = None
 
     @classmethod
     def open(cls, path: Path | str) -> TelemetryStore:
@@ -326,6 +327,19 @@ class TelemetryStore:
             sql += " AND start BETWEEN ? AND ?"
             params = [start, end]
         return self.query(sql + " ORDER BY start", params)
+
+    def operation_baselines(self) -> dict[tuple[str, str], float]:
+        """Median duration (µs) of every (service, operation) over the whole store, computed once.
+
+        Faults are rare against the whole store, so the median is a fair "normal"; tools show
+        each span's duration against it.
+        """
+        if self._baselines is None:
+            rows = self.con.execute(
+                "SELECT service, operation, median(duration_us) FROM spans GROUP BY ALL"
+            ).fetchall()
+            self._baselines = {(service, op): float(m) for service, op, m in rows}
+        return self._baselines
 
     # --- small records ----------------------------------------------------------------
     def entities(self) -> dict[str, Entity]:

@@ -180,12 +180,25 @@ class Toolbox:
             f"no span '{text}'. The entry span is {self.case.entry_span_id}; spans of this trace include {ids}",
         )
 
+    def _normal_us(self, span: dict) -> float | None:
+        return self.store.operation_baselines().get((span["service"], span["operation"]))
+
     def _span_row(self, span: dict) -> str:
         place = span["pod"] or span["service"]
+        normal = self._normal_us(span)
+        ratio = (
+            f"{span['duration_us'] / max(normal, 1):>6.1f}x normal" if normal else "      ? normal"
+        )
         return (
             f"{span['span_id']}  {place[:24]:<24} {span['operation'][:32]:<32} "
-            f"start {self._rel(span['start'])}  {span['duration_us'] / 1000:>9.1f} ms  {span['status']}"
+            f"start {self._rel(span['start'])}  {span['duration_us'] / 1000:>9.1f} ms {ratio}  "
+            f"{span['status']}"
         )
+
+    def _row_data(self, span: dict) -> dict:
+        row = {k: span[k] for k in ("span_id", "service", "pod", "node", "duration_us", "status")}
+        row["normal_us"] = self._normal_us(span)
+        return row
 
     def search_traces(self, parent_span_id: Any = None) -> Observation:
         parent, problem = self._resolve_span(parent_span_id)
@@ -196,7 +209,17 @@ class Toolbox:
             text = (
                 f"span {parent['span_id']} ({parent['service']}) has no child spans: it is a leaf."
             )
-            return Observation(tool="search_traces", text=text, data={"children": []})
+            return Observation(
+                tool="search_traces",
+                text=text,
+                data={
+                    "parent": parent["span_id"],
+                    "parent_duration_us": parent["duration_us"],
+                    "parent_normal_us": self._normal_us(parent),
+                    "children": [],
+                    "rows": [],
+                },
+            )
         children.sort(key=lambda s: (s["status"] != "error", -s["duration_us"]))
         rows = [self._span_row(s) for s in children]
         body, cut = self._cut(rows, len(rows), "child spans")
@@ -208,7 +231,13 @@ class Toolbox:
             tool="search_traces",
             text=f"{head}\n{body}",
             truncated=cut,
-            data={"children": [s["span_id"] for s in children]},
+            data={
+                "parent": parent["span_id"],
+                "parent_duration_us": parent["duration_us"],
+                "children": [s["span_id"] for s in children],
+                "rows": [self._row_data(s) for s in children],
+                "parent_normal_us": self._normal_us(parent),
+            },
         )
 
     def search_span(self, span_id: Any = None) -> Observation:
@@ -233,6 +262,10 @@ class Toolbox:
         return None, (
             f"no service, pod or node named '{text}'.{hint} Services: {', '.join(services[:30])}"
         )
+
+    def _level_of(self, name: str) -> str:
+        entity = self.entities.get(name)
+        return entity.level.value if entity else "unknown"
 
     def _covered(self, entity: Entity) -> list[str]:
         """A service covers itself, its pods and their nodes; a pod its node; a node itself."""
@@ -319,7 +352,12 @@ class Toolbox:
             tool=tool,
             text=f"{head}\n{body}",
             truncated=cut,
-            data={"fluctuating": [(r["entity"], r["metric"], round(z, 3)) for z, r in found]},
+            data={
+                "fluctuating": [
+                    (r["entity"], r["metric"], round(z, 3), self._level_of(r["entity"]))
+                    for z, r in found
+                ]
+            },
         )
 
     # --- logs ------------------------------------------------------------------------------

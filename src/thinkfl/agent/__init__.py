@@ -1,0 +1,24 @@
+"""The agent: tool-call protocol, the Recursion-of-Thought loop, trajectories, policies."""
+
+from thinkfl.agent.expert import ExpertPolicy, ExpertSettings
+from thinkfl.agent.loop import Budget, run_case
+from thinkfl.agent.policy import Policy, Reply, Turn
+from thinkfl.agent.protocol import ToolCall, parse_tool_calls
+from thinkfl.agent.trajectory import Message, Step, Trajectory, load_jsonl, save_jsonl
+
+__all__ = [
+    "Budget",
+    "ExpertPolicy",
+    "ExpertSettings",
+    "Message",
+    "Policy",
+    "Reply",
+    "Step",
+    "ToolCall",
+    "Trajectory",
+    "Turn",
+    "load_jsonl",
+    "parse_tool_calls",
+    "run_case",
+    "save_jsonl",
+]

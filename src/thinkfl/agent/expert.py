@@ -1,0 +1,176 @@
+"""The expert policy: a deterministic investigator that uses the same tools through the same loop.
+
+It is the SFT teacher and a strong non-LLM baseline. Each reply is a pure function of the
+steps so far (no hidden state), so a run can be replayed and resumed.
+
+1. Descend the call tree from the entry span: at each span follow the failing child, else
+   the slowest one, while that child explains a large share of its parent's duration
+   (`explain_share`); stop at a leaf or where the time is spent in the span itself.
+2. Check logs and metrics of the suspects: the services on that path, deepest first.
+3. Rank: the deepest service on the path first, then by evidence (error logs, fluctuating
+   metrics), then the rest of the path; a pod or node whose metrics stand out among the
+   suspect's components is added right after its service.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from thinkfl.agent.policy import Reply, Turn
+from thinkfl.agent.protocol import ToolCall
+from thinkfl.agent.trajectory import Step
+
+
+class ExpertSettings(BaseModel):
+    explain_share: float = Field(
+        0.5, gt=0, le=1, description="descend when a child takes this share"
+    )
+    max_trace_calls: int = Field(6, ge=1)
+    suspects_checked: int = Field(2, ge=1, description="services whose logs and metrics are read")
+    min_candidates: int = Field(3, ge=1)
+
+
+def _call(name: str, **arguments: object) -> Reply:
+    return Reply(tool_calls=[ToolCall(name=name, arguments=arguments)])
+
+
+class ExpertPolicy:
+    name = "expert"
+    native_tools = False
+
+    def __init__(self, settings: ExpertSettings | None = None) -> None:
+        self.settings = settings or ExpertSettings()
+
+    def respond(self, turn: Turn) -> Reply:
+        steps = [s for s in turn.steps if s.ok]
+        only_print = all(spec.name == "print_results" for spec in turn.tools)
+        path = self._path(turn.case.entry_span_id, steps)
+        if not only_print:
+            following = self._next_span(turn.case.entry_span_id, path, steps)
+            if following is not None:
+                return _call("search_traces", parent_span_id=following)
+            check = self._next_check(path, steps, turn)
+            if check is not None:
+                return check
+        return _call("print_results", root_causes=self._ranking(path, steps))
+
+    # --- exploring -----------------------------------------------------------------------
+    def _path(self, entry: str, steps: list[Step]) -> list[dict]:
+        """The spans descended so far, root first, as rows {span_id, service, pod, ...}.
+
+        At each span the candidates are its failing children, else the children that take
+        at least `explain_share` of its time, slowest first; a candidate already seen to be a
+        leaf is passed over while another remains, so a slow internal leaf (a handler span)
+        does not hide the sibling that carries the call chain.
+        """
+        by_parent = {
+            s.data["parent"]: s.data
+            for s in steps
+            if s.tool == "search_traces" and "parent" in s.data
+        }
+        path: list[dict] = []
+        current = entry
+        while current in by_parent:
+            candidates = self._candidates(by_parent[current])
+            if not candidates:
+                break
+            open_ones = [
+                c for c in candidates if by_parent.get(c["span_id"], {"rows": [1]})["rows"]
+            ]
+            chosen = open_ones[0] if open_ones else candidates[0]
+            path.append(chosen)
+            if not open_ones:
+                break
+            current = chosen["span_id"]
+        return path
+
+    def _candidates(self, data: dict) -> list[dict]:
+        """Failing children first; else children carrying most of the parent's excess latency.
+
+        Excess = duration - normal duration of the same (service, operation); without a
+        normal, the whole duration counts.
+        """
+
+        def excess(duration: float, normal: float | None) -> float:
+            return duration - (normal or 0.0)
+
+        rows = sorted(data["rows"], key=lambda r: -excess(r["duration_us"], r.get("normal_us")))
+        failing = [r for r in rows if r["status"] == "error"]
+        if failing:
+            return failing
+        parent_excess = excess(data["parent_duration_us"], data.get("parent_normal_us"))
+        floor = self.settings.explain_share * max(parent_excess, 0.0)
+        return [r for r in rows if excess(r["duration_us"], r.get("normal_us")) >= max(floor, 1.0)]
+
+    def _next_span(self, entry: str, path: list[dict], steps: list[Step]) -> str | None:
+        searched = {s.data.get("parent") for s in steps if s.tool == "search_traces"}
+        if len(searched) >= self.settings.max_trace_calls:
+            return None
+        if entry not in searched:
+            return entry
+        if path and path[-1]["span_id"] not in searched:
+            return path[-1]["span_id"]
+        return None
+
+    def _suspects(self, path: list[dict]) -> list[str]:
+        services: list[str] = []
+        for row in reversed(path):
+            if row["service"] not in services:
+                services.append(row["service"])
+        return services
+
+    def _next_check(self, path: list[dict], steps: list[Step], turn: Turn) -> Reply | None:
+        done = {(s.tool, s.arguments.get("service_name")) for s in steps}
+        when = turn.case.entry_start.isoformat()
+        for service in self._suspects(path)[: self.settings.suspects_checked]:
+            for tool in ("search_logs", "search_fluctuating_metrics"):
+                if (tool, service) not in done:
+                    return _call(tool, service_name=service, timestamp=when)
+        return None
+
+    # --- ranking -------------------------------------------------------------------------
+    def _ranking(self, path: list[dict], steps: list[Step]) -> list[dict[str, str]]:
+        suspects = self._suspects(path)
+        score = {
+            service: 1.0 - index / (len(suspects) + 1) for index, service in enumerate(suspects)
+        }
+        extra: dict[str, list[dict[str, str]]] = {}
+        for step in steps:
+            service = step.arguments.get("service_name")
+            if service not in score:
+                continue
+            if step.tool == "search_logs":
+                severities = {p[0] for p in step.data.get("patterns", [])}
+                score[service] += (
+                    0.6 if severities & {"error", "fatal"} else 0.2 if severities else 0
+                )
+            if step.tool == "search_fluctuating_metrics":
+                fluctuating = step.data.get("fluctuating", [])
+                if fluctuating:
+                    score[service] += min(fluctuating[0][2] / 20.0, 0.5)
+                extra[service] = self._components(fluctuating)
+        ranked = sorted(score, key=lambda s: -score[s])
+        if suspects and ranked[0] != suspects[0] and score[ranked[0]] < score[suspects[0]] + 0.5:
+            ranked.remove(suspects[0])
+            ranked.insert(0, suspects[0])  # depth is the strongest single clue
+        result: list[dict[str, str]] = []
+        for service in ranked:
+            result.append({"service": service})
+            result.extend(c for c in extra.get(service, []) if c not in result)
+        for row in path:
+            for key in ("pod", "node"):
+                if len(result) >= self.settings.min_candidates:
+                    break
+                if row.get(key) and {key: row[key]} not in result:
+                    result.append({key: row[key]})
+        return result
+
+    def _components(self, fluctuating: list) -> list[dict[str, str]]:
+        """Pods or nodes (not the service itself) whose metrics stand out, strongest first."""
+        found: list[dict[str, str]] = []
+        for entity, _metric, z, level in fluctuating:
+            if z < 5 or level not in ("pod", "node"):
+                continue
+            if {level: entity} not in found:
+                found.append({level: entity})
+        return found[:2]

@@ -1,0 +1,216 @@
+"""The Recursion-of-Thought loop (Algorithm 1 of the paper): one function for every use.
+
+`run_case` drives any policy (LLM backend or the expert) through the tools for one case and
+returns a `Trajectory`. Inference, evaluation and training rollouts all call it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from pydantic import BaseModel, Field
+
+from thinkfl.agent.policy import Policy, Reply, Turn
+from thinkfl.agent.protocol import (
+    FORCE_PRINT,
+    NO_CALL,
+    REPEATED,
+    RETHINK,
+    ToolCall,
+    observation_message,
+    parse_tool_calls,
+    system_prompt,
+    user_prompt,
+)
+from thinkfl.agent.trajectory import Message, Step, Trajectory
+from thinkfl.tools import TOOL_SPECS, Observation, Toolbox
+
+
+class Budget(BaseModel):
+    """Limits of one investigation. Depth counts exploring tool calls (D_max of the paper)."""
+
+    max_depth: int = Field(10, ge=1, description="exploring tool calls before a forced print")
+    hard_cap: int = Field(20, ge=1, description="model replies at most, nudges included")
+    max_calls_per_turn: int = Field(3, ge=1, description="tool calls honoured in one reply")
+    wall_clock_s: float = Field(300.0, gt=0, description="seconds for the whole case")
+    max_total_tokens: int = Field(60_000, ge=1, description="prompt + completion tokens")
+    max_tokens_per_turn: int = Field(384, ge=16, description="completion tokens per reply")
+    temperature: float = Field(0.0, ge=0)
+    rethink: bool = Field(False, description="ask once to look deeper before an early print")
+    rethink_min_calls: int = Field(3, ge=0, description="an earlier print triggers the rethink")
+
+
+PRINT_ONLY = [spec for spec in TOOL_SPECS if spec.name == "print_results"]
+StepCallback = Callable[[Step], None]
+
+
+def _render_call(call: ToolCall) -> str:
+    payload = json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
+    return f"<tool_call>{payload}</tool_call>"
+
+
+class _Run:
+    """The mutable state of one run; `run_case` is the public entry point."""
+
+    def __init__(
+        self, toolbox: Toolbox, policy: Policy, budget: Budget, on_step: StepCallback | None
+    ):
+        self.toolbox, self.policy, self.budget, self.on_step = toolbox, policy, budget, on_step
+        case = toolbox.case
+        self.trajectory = Trajectory(
+            case_id=case.case_id,
+            policy=policy.name,
+            truth=case.truth,
+            messages=[
+                Message(role="system", content=system_prompt()),
+                Message(role="user", content=user_prompt(case)),
+            ],
+        )
+        self.seen: set[str] = set()
+        self.depth = 0
+        self.rethought = False
+        self.started = time.monotonic()
+
+    # --- talking to the policy -------------------------------------------------------------
+    def ask(self, tools: list) -> Reply:
+        t = self.trajectory
+        turn = Turn(
+            case=self.toolbox.case,
+            messages=t.messages,
+            steps=t.steps,
+            tools=tools,
+            temperature=self.budget.temperature,
+            max_tokens=self.budget.max_tokens_per_turn,
+        )
+        began = time.monotonic()
+        reply = self.policy.respond(turn)
+        t.policy_seconds += time.monotonic() - began
+        t.prompt_tokens += reply.prompt_tokens
+        t.completion_tokens += reply.completion_tokens
+        t.turns += 1
+        calls = reply.tool_calls or parse_tool_calls(reply.text)
+        content = reply.text or "\n".join(_render_call(c) for c in calls)
+        t.messages.append(Message(role="assistant", content=content))
+        reply.tool_calls = calls
+        return reply
+
+    def observe(
+        self, call: ToolCall, observation: Observation, repeated: bool, seconds: float
+    ) -> None:
+        t = self.trajectory
+        step = Step(
+            turn=t.turns,
+            tool=call.name,
+            arguments=call.arguments,
+            observation=observation.text,
+            ok=observation.ok,
+            repeated=repeated,
+            seconds=seconds,
+            data=observation.data,
+        )
+        t.steps.append(step)
+        t.tool_seconds += seconds
+        if self.policy.native_tools and call.id:
+            message = Message(
+                role="tool", content=observation.text, tool_call_id=call.id, is_observation=True
+            )
+        else:
+            message = Message(
+                role="user",
+                content=observation_message(call.name, observation.text),
+                is_observation=True,
+            )
+        t.messages.append(message)
+        if self.on_step:
+            self.on_step(step)
+
+    def nudge(self, text: str) -> None:
+        self.trajectory.messages.append(Message(role="user", content=text, is_observation=True))
+
+    # --- the loop --------------------------------------------------------------------------
+    def out_of_budget(self) -> str | None:
+        t = self.trajectory
+        if time.monotonic() - self.started > self.budget.wall_clock_s:
+            return "wall_clock"
+        if t.prompt_tokens + t.completion_tokens > self.budget.max_total_tokens:
+            return "tokens"
+        return None
+
+    def call_tool(self, call: ToolCall) -> bool:
+        """Run one call; True when it printed a usable ranking (the case is finished)."""
+        if call.name == "print_results":
+            early = len(self.trajectory.explored) < self.budget.rethink_min_calls
+            if self.budget.rethink and early and not self.rethought:
+                self.rethought = True
+                self.nudge(RETHINK)
+                return False
+        key = json.dumps([call.name, call.arguments], sort_keys=True, default=str)
+        repeated = key in self.seen and call.name != "print_results"
+        self.seen.add(key)
+        began = time.monotonic()
+        if repeated:
+            observation = Observation(tool=call.name, text=REPEATED, ok=False)
+        else:
+            observation = self.toolbox.call(call.name, call.arguments)
+        self.observe(call, observation, repeated, time.monotonic() - began)
+        if call.name == "print_results":
+            ranking = observation.data.get("ranking", [])
+            if ranking:
+                self.trajectory.ranking = ranking
+                return True
+            return False
+        self.depth += 1
+        return False
+
+    def explore(self) -> str | None:
+        """Turns until a print, the depth budget or another limit; returns why it stopped."""
+        while self.trajectory.turns < self.budget.hard_cap and self.depth < self.budget.max_depth:
+            stop = self.out_of_budget()
+            if stop:
+                return stop
+            reply = self.ask(TOOL_SPECS)
+            if not reply.tool_calls:
+                self.trajectory.replies_without_call += 1
+                self.nudge(NO_CALL)
+                continue
+            for call in reply.tool_calls[: self.budget.max_calls_per_turn]:
+                if self.call_tool(call):
+                    return "printed"
+                if call.name == "print_results":
+                    break  # a rethink nudge or an unusable print: let the model answer it
+        return None
+
+    def force_print(self) -> str:
+        self.nudge(FORCE_PRINT)
+        reply = self.ask(PRINT_ONLY)
+        prints = [c for c in reply.tool_calls if c.name == "print_results"]
+        if not reply.tool_calls:
+            self.trajectory.replies_without_call += 1
+        if prints and self.call_tool(prints[0]):
+            return "forced"
+        return "no_answer"
+
+    def run(self) -> Trajectory:
+        t = self.trajectory
+        try:
+            stop = self.explore()
+            t.finish = stop if stop == "printed" else self.force_print()
+            if stop in ("wall_clock", "tokens") and t.finish == "no_answer":
+                t.finish = stop
+        except Exception as error:  # a backend failure ends this case, not the evaluation
+            t.error = f"{type(error).__name__}: {error}"
+            t.finish = "error"
+        t.seconds = time.monotonic() - self.started
+        return t
+
+
+def run_case(
+    toolbox: Toolbox,
+    policy: Policy,
+    budget: Budget | None = None,
+    on_step: StepCallback | None = None,
+) -> Trajectory:
+    """Investigate `toolbox.case` with `policy`; always returns a finished Trajectory."""
+    return _Run(toolbox, policy, budget or Budget(), on_step).run()

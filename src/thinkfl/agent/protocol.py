@@ -1,0 +1,183 @@
+"""The tool-call protocol: prompts in the paper's style and a lenient tool-call parser.
+
+A model writes `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`. Small models get
+this slightly wrong in many ways, so the parser also accepts: a missing closing tag, single
+quotes (Python dict syntax), arguments given as a JSON string, fenced or bare JSON, prose
+around the call, and the OpenAI shapes `{"function": {"name", "arguments"}}`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from thinkfl.telemetry import FailureCase
+from thinkfl.tools import TOOL_SPECS, ToolSpec
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
+class ToolCall(BaseModel):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None  # set by endpoints with native tool calling
+
+
+def tools_block(specs: list[ToolSpec]) -> str:
+    lines = []
+    for spec in specs:
+        args = ", ".join(spec.parameters["properties"])
+        lines.append(f"- {spec.name}({args}): {spec.description}")
+    return "\n".join(lines)
+
+
+SYSTEM_PROMPT = """You are an expert site reliability engineer. A request to a microservice \
+system failed or was far slower than normal. Find the root cause: the service, pod or node \
+where the failure started.
+
+Think recursively (Recursion-of-Thought): start from the entry span, list its child calls \
+with search_traces, and follow the calls that are failing or slow, one level deeper each \
+time, until you reach the component where the time is spent or the error starts. Check the \
+metrics and logs of the suspects around the failure time. Do not guess names: use only \
+services, pods and nodes that tools showed you.
+
+Tools:
+{tools}
+
+Call exactly one tool per reply, written as
+<tool_call>{{"name": "search_traces", "arguments": {{"parent_span_id": "..."}}}}</tool_call>
+When you are sure, finish with print_results and at least three candidates, most likely first:
+<tool_call>{{"name": "print_results", "arguments": {{"root_causes": [{{"service": "..."}}, \
+{{"pod": "..."}}, {{"node": "..."}}]}}}}</tool_call>"""
+
+
+def system_prompt(specs: list[ToolSpec] | None = None) -> str:
+    return SYSTEM_PROMPT.format(tools=tools_block(specs or TOOL_SPECS))
+
+
+def user_prompt(case: FailureCase) -> str:
+    status = "failed" if case.entry_status == "error" else "was slow"
+    return (
+        f"The request entering at service {case.entry_service} ({case.entry_operation}) {status}: "
+        f"it took {case.entry_duration_us / 1000:.0f} ms, about {case.latency_ratio:.1f} times "
+        f"its normal duration.\nEntry span id: {case.entry_span_id}\n"
+        f"Failure time: {case.entry_start.isoformat()}\n"
+        "Find the root cause."
+    )
+
+
+FORCE_PRINT = (
+    "The investigation budget is spent. Reply now with print_results only, ranking at least "
+    "three of the services, pods or nodes you have seen, most likely first."
+)
+NO_CALL = (
+    "No tool call found. Reply with one call written as "
+    '<tool_call>{"name": "...", "arguments": {...}}</tool_call>'
+)
+REPEATED = "You already made this exact call; its result is above. Try another span or component."
+RETHINK = (
+    "Before printing, rethink: have you followed the slow or failing calls down to the deepest "
+    "component, and checked its metrics and logs? Inspect deeper, then print_results."
+)
+
+
+def observation_message(tool: str, text: str) -> str:
+    return f"<tool_response>\n{tool}: {text}\n</tool_response>"
+
+
+# --- parsing ---------------------------------------------------------------------------
+_FENCE = re.compile(r"```(?:json|JSON|tool_call)?\s*(.*?)```", re.S)
+
+
+def _balanced_objects(text: str) -> list[str]:
+    """Every top-level {...} substring, honouring quotes; an unclosed one runs to the end."""
+    found, depth, start, quote, escaped = [], 0, -1, "", False
+    for index, char in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+            continue
+        if char in "\"'" and depth:
+            quote = char
+        elif char == "{":
+            if depth == 0:
+                start = index
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                found.append(text[start : index + 1])
+    if depth and start >= 0:
+        found.append(text[start:] + "}" * depth)
+    return found
+
+
+def _load(candidate: str) -> Any:
+    for attempt in (candidate, candidate.replace("\n", " ")):
+        try:
+            return json.loads(attempt)
+        except (json.JSONDecodeError, ValueError):
+            pass
+        try:
+            python = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", attempt))
+            python = re.sub(r"\bnull\b", "None", python)
+            return ast.literal_eval(python)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return None
+
+
+def _as_call(obj: Any) -> ToolCall | None:
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get("function"), dict):
+        obj = {**obj["function"], "id": obj.get("id")}
+    name = obj.get("name") or obj.get("tool") or obj.get("tool_name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    arguments = obj.get("arguments", obj.get("parameters", obj.get("args", {})))
+    if isinstance(arguments, str):
+        loaded = _load(arguments) if arguments.strip() else {}
+        arguments = loaded if isinstance(loaded, dict) else {}
+    if not isinstance(arguments, dict):
+        arguments = {}
+    call_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    return ToolCall(name=name.strip(), arguments=arguments, id=call_id)
+
+
+def _calls_in(text: str) -> list[ToolCall]:
+    calls = []
+    for candidate in _balanced_objects(text):
+        call = _as_call(_load(candidate))
+        if call is not None:
+            calls.append(call)
+    return calls
+
+
+def parse_tool_calls(text: str) -> list[ToolCall]:
+    """All tool calls in a model reply, in order; [] when there is none. Never raises."""
+    if not text:
+        return []
+    if OPEN in text:
+        calls: list[ToolCall] = []
+        for chunk in text.split(OPEN)[1:]:
+            body = chunk.split(CLOSE, 1)[0]
+            fenced = _FENCE.findall(body)
+            found = _calls_in(" ".join(fenced) if fenced else body)
+            calls.extend(found[:1])  # one call per tag
+        if calls:
+            return calls
+    fenced = _FENCE.findall(text)
+    if fenced:
+        calls = [c for block in fenced for c in _calls_in(block)]
+        if calls:
+            return calls
+    return _calls_in(text)

@@ -1,0 +1,73 @@
+"""Trajectories: everything one run of a case produced, saved as JSON lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from thinkfl.telemetry import GroundTruth
+
+
+class Message(BaseModel):
+    role: str  # system | user | assistant | tool
+    content: str
+    tool_call_id: str | None = None
+    # For `tool` (and `user` observation) messages: tokens the loss must not train on.
+    is_observation: bool = False
+
+
+class Step(BaseModel):
+    """One tool call and what it returned."""
+
+    turn: int
+    tool: str
+    arguments: dict[str, Any]
+    observation: str
+    ok: bool
+    repeated: bool = False
+    seconds: float = 0.0
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Trajectory(BaseModel):
+    case_id: str
+    policy: str
+    truth: GroundTruth | None = None
+    messages: list[Message] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    ranking: list[dict[str, str]] = Field(default_factory=list)
+    finish: str = "unfinished"  # printed | forced | no_answer | wall_clock | tokens
+    turns: int = 0
+    replies_without_call: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    policy_seconds: float = 0.0
+    tool_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def explored(self) -> list[Step]:
+        return [s for s in self.steps if s.tool != "print_results"]
+
+    def valid_call_share(self) -> float:
+        """Share of model replies that held a parsable tool call."""
+        return 1.0 - self.replies_without_call / self.turns if self.turns else 0.0
+
+
+def save_jsonl(trajectories: Iterable[Trajectory], path: Path) -> None:
+    """Append trajectories to a JSONL file (one per line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        for trajectory in trajectories:
+            handle.write(trajectory.model_dump_json() + "\n")
+
+
+def load_jsonl(path: Path) -> Iterator[Trajectory]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield Trajectory.model_validate_json(line)
