@@ -1,0 +1,133 @@
+"""The Recursion-of-Thought loop: budgets, forced print, repeats, rethink, failures, the expert."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from storekit import build_store, fault
+from test_tools import LOGS, METRICS, SPANS
+from thinkfl.agent import Budget, ExpertPolicy, Reply, Turn, load_jsonl, run_case, save_jsonl
+from thinkfl.agent.protocol import FORCE_PRINT, NO_CALL, REPEATED, RETHINK
+from thinkfl.tools import Toolbox
+
+
+def call(name: str, **arguments) -> str:
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+class Scripted:
+    """A test double: replies from a list; in print-only turns, from `final`."""
+
+    native_tools = False
+
+    def __init__(self, replies: list[str], final: str = "", name: str = "scripted") -> None:
+        self.replies, self.final, self.name, self.turns = list(replies), final, name, []
+
+    def respond(self, turn: Turn) -> Reply:
+        self.turns.append(turn)
+        if [t.name for t in turn.tools] == ["print_results"]:
+            return Reply(text=self.final, prompt_tokens=10, completion_tokens=5)
+        text = self.replies.pop(0) if self.replies else "hmm"
+        return Reply(text=text, prompt_tokens=10, completion_tokens=5)
+
+
+@pytest.fixture()
+def box(tmp_path):
+    store = build_store(tmp_path / "s", SPANS, METRICS, LOGS, faults=[fault("f", 1000, "cart")])
+    return Toolbox(store, store.cases()[0])
+
+
+PRINT = call("print_results", root_causes=[{"service": "cart"}, {"pod": "cart-1"}, {"node": "n6"}])
+
+
+def test_a_printed_answer_ends_the_case(box):
+    policy = Scripted([call("search_traces", parent_span_id="root0001"), PRINT])
+    trajectory = run_case(box, policy)
+    assert trajectory.finish == "printed"
+    assert trajectory.ranking == [{"service": "cart"}, {"pod": "cart-1"}, {"node": "n6"}]
+    assert [s.tool for s in trajectory.steps] == ["search_traces", "print_results"]
+    assert (trajectory.turns, trajectory.prompt_tokens, trajectory.completion_tokens) == (2, 20, 10)
+    roles = [(m.role, m.is_observation) for m in trajectory.messages]
+    assert roles == [
+        ("system", False),
+        ("user", False),
+        ("assistant", False),
+        ("user", True),
+        ("assistant", False),
+        ("user", True),
+    ]
+    assert trajectory.messages[3].content.startswith(
+        "<tool_response>\nsearch_traces: 2 child spans"
+    )
+
+
+def test_spent_depth_forces_one_print_and_repeats_are_flagged(box):
+    same = call("search_traces", parent_span_id="root0001")
+    policy = Scripted([same, same, same, same], final=PRINT)
+    trajectory = run_case(box, policy, Budget(max_depth=3))
+    assert trajectory.finish == "forced"
+    assert [s.repeated for s in trajectory.steps] == [False, True, True, False]
+    assert trajectory.steps[1].observation == REPEATED
+    assert trajectory.messages[-3].content == FORCE_PRINT
+    assert [t.name for t in policy.turns[-1].tools] == ["print_results"]
+
+
+def test_replies_without_a_call_are_nudged_until_the_hard_cap(box):
+    policy = Scripted(["I am thinking"] * 10, final="still thinking")
+    trajectory = run_case(box, policy, Budget(hard_cap=4))
+    assert trajectory.finish == "no_answer" and trajectory.ranking == []
+    assert trajectory.turns == 5  # 4 exploring turns + the forced one
+    assert trajectory.replies_without_call == 5
+    assert trajectory.valid_call_share() == 0.0
+    assert sum(m.content == NO_CALL for m in trajectory.messages) == 4
+
+
+def test_rethink_asks_once_before_an_early_print(box):
+    policy = Scripted([PRINT, PRINT])
+    trajectory = run_case(box, policy, Budget(rethink=True, rethink_min_calls=2))
+    assert trajectory.finish == "printed"
+    assert sum(m.content == RETHINK for m in trajectory.messages) == 1
+    assert [s.tool for s in trajectory.steps] == ["print_results"]
+
+
+def test_a_broken_backend_ends_the_case_with_its_error(box):
+    class Broken(Scripted):
+        def respond(self, turn):
+            raise ConnectionError("endpoint unreachable")
+
+    trajectory = run_case(box, Broken([]))
+    assert trajectory.finish == "error"
+    assert trajectory.error == "ConnectionError: endpoint unreachable"
+
+
+def test_expert_follows_the_slow_failing_call_and_ranks_by_evidence(box):
+    trajectory = run_case(box, ExpertPolicy())
+    assert trajectory.finish == "printed"
+    assert [
+        (s.tool, s.arguments.get("parent_span_id") or s.arguments.get("service_name"))
+        for s in trajectory.explored
+    ] == [
+        ("search_traces", "root0001"),
+        ("search_traces", "call0001"),
+        ("search_traces", "cart0001"),
+        ("search_logs", "cart"),
+        ("search_fluctuating_metrics", "cart"),
+        ("search_logs", "frontend"),
+        ("search_fluctuating_metrics", "frontend"),
+    ]
+    assert trajectory.ranking == [
+        {"service": "cart"},
+        {"pod": "cart-1"},
+        {"node": "n6"},
+        {"service": "frontend"},
+    ]
+
+
+def test_trajectories_round_trip_through_jsonl(box, tmp_path):
+    first = run_case(box, ExpertPolicy())
+    save_jsonl([first, first], tmp_path / "t.jsonl")
+    loaded = list(load_jsonl(tmp_path / "t.jsonl"))
+    # tuples in step data come back as lists: compare the JSON form, which is the contract
+    assert len(loaded) == 2 and loaded[0].model_dump(mode="json") == first.model_dump(mode="json")
