@@ -69,7 +69,9 @@ def test_spent_depth_forces_one_print_and_repeats_are_flagged(box):
     trajectory = run_case(box, policy, Budget(max_depth=3))
     assert trajectory.finish == "forced"
     assert [s.repeated for s in trajectory.steps] == [False, True, True, False]
-    assert trajectory.steps[1].observation == REPEATED
+    assert trajectory.steps[1].observation == (
+        f"{REPEATED} Spans seen but not searched yet: call0001 (frontend), cat00001 (frontend)"
+    )
     assert trajectory.messages[-3].content == FORCE_PRINT
     assert [t.name for t in policy.turns[-1].tools] == ["print_results"]
 
@@ -82,6 +84,21 @@ def test_replies_without_a_call_are_nudged_until_the_hard_cap(box):
     assert trajectory.replies_without_call == 5
     assert trajectory.valid_call_share() == 0.0
     assert sum(m.content == NO_CALL for m in trajectory.messages) == 4
+
+
+def test_an_answer_with_unknown_names_goes_back_while_exploring(box):
+    wrong = call("print_results", root_causes=[{"service": "GetCart"}])
+    trajectory = run_case(box, Scripted([wrong, PRINT]))
+    assert trajectory.finish == "printed" and trajectory.ranking[0] == {"service": "cart"}
+    first = trajectory.steps[0]
+    assert not first.ok and "no service named 'GetCart'" in first.observation
+    assert "Services in this trace: cart, frontend" in first.observation
+
+
+def test_the_forced_answer_is_taken_as_it_is(box):
+    wrong = call("print_results", root_causes=[{"service": "GetCart"}])
+    trajectory = run_case(box, Scripted(["thinking"], final=wrong), Budget(hard_cap=1))
+    assert trajectory.finish == "forced" and trajectory.ranking == [{"service": "GetCart"}]
 
 
 def test_rethink_asks_once_before_an_early_print(box):

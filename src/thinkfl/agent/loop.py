@@ -71,6 +71,7 @@ class _Run:
         self.seen: set[str] = set()
         self.depth = 0
         self.rethought = False
+        self.forced = False
         self.started = time.monotonic()
 
     # --- talking to the policy -------------------------------------------------------------
@@ -90,9 +91,24 @@ class _Run:
         t.prompt_tokens += reply.prompt_tokens
         t.completion_tokens += reply.completion_tokens
         t.turns += 1
+        native = [c for c in reply.tool_calls if c.id] if self.policy.native_tools else []
         calls = reply.tool_calls or parse_tool_calls(reply.text)
         content = reply.text or "\n".join(_render_call(c) for c in calls)
-        t.messages.append(Message(role="assistant", content=content))
+        t.messages.append(
+            Message(
+                role="assistant",
+                content=content,
+                tool_calls=[
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                    }
+                    for c in native
+                ]
+                or None,
+            )
+        )
         reply.tool_calls = calls
         return reply
 
@@ -126,6 +142,22 @@ class _Run:
         if self.on_step:
             self.on_step(step)
 
+    def repeated_hint(self) -> str:
+        """The repeat notice, with the slowest child spans seen but not yet searched."""
+        searched = {s.arguments.get("parent_span_id") for s in self.trajectory.steps}
+        searched |= {s.data.get("parent") for s in self.trajectory.steps}
+        unexplored = [
+            row
+            for s in self.trajectory.steps
+            for row in s.data.get("rows", [])
+            if row["span_id"] not in searched
+        ]
+        unexplored.sort(key=lambda r: -r["duration_us"])
+        if not unexplored:
+            return REPEATED
+        ids = ", ".join(f"{r['span_id']} ({r['service']})" for r in unexplored[:3])
+        return f"{REPEATED} Spans seen but not searched yet: {ids}"
+
     def nudge(self, text: str) -> None:
         self.trajectory.messages.append(Message(role="user", content=text, is_observation=True))
 
@@ -151,13 +183,15 @@ class _Run:
         self.seen.add(key)
         began = time.monotonic()
         if repeated:
-            observation = Observation(tool=call.name, text=REPEATED, ok=False)
+            observation = Observation(tool=call.name, text=self.repeated_hint(), ok=False)
         else:
             observation = self.toolbox.call(call.name, call.arguments)
         self.observe(call, observation, repeated, time.monotonic() - began)
         if call.name == "print_results":
             ranking = observation.data.get("ranking", [])
-            if ranking:
+            # While exploring, an answer naming unknown components goes back to be fixed;
+            # the forced final answer is taken as it is (the grader counts its mistakes).
+            if ranking and (observation.ok or self.forced):
                 self.trajectory.ranking = ranking
                 return True
             return False
@@ -183,6 +217,7 @@ class _Run:
         return None
 
     def force_print(self) -> str:
+        self.forced = True
         self.nudge(FORCE_PRINT)
         reply = self.ask(PRINT_ONLY)
         prints = [c for c in reply.tool_calls if c.name == "print_results"]

