@@ -124,10 +124,12 @@ def test_search_traces_lists_children_failing_and_slowest_first(box):
     assert obs.ok and obs.data["children"] == ["call0001", "cat00001"]
     assert obs.text.splitlines() == [
         "2 child spans of root0001 (frontend, 2000.0 ms), failing and slowest first:",
-        "call0001  frontend-0               GET cart                         start +0.010s"
-        "     1900.0 ms  100.0x normal  ok",
-        "cat00001  frontend-0               GET catalog                      start +0.010s"
-        "       30.0 ms    1.0x normal  ok",
+        "call0001  frontend  "
+        + "GET cart".ljust(40)
+        + " start +0.010s     1900.0 ms  100.0x normal  ok",
+        "cat00001  frontend  "
+        + "GET catalog".ljust(40)
+        + " start +0.010s       30.0 ms    1.0x normal  ok",
     ]
     deeper = box.call("search_traces", {"parent_span_id": "call"})  # a unique prefix in this trace
     assert deeper.data["children"] == ["cart0001"] and "error" in deeper.text

