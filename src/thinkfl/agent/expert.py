@@ -25,7 +25,7 @@ class ExpertSettings(BaseModel):
     explain_share: float = Field(
         0.5, gt=0, le=1, description="descend when a child takes this share"
     )
-    max_trace_calls: int = Field(6, ge=1)
+    max_trace_calls: int = Field(5, ge=1, description="leaves room to check and print within D_max")
     suspects_checked: int = Field(2, ge=1, description="services whose logs and metrics are read")
     min_candidates: int = Field(3, ge=1)
 
