@@ -166,15 +166,43 @@ def test_fluctuating_metrics_cover_a_service_its_pods_and_nodes(box):
 
 def test_logs_are_grouped_by_pattern_most_severe_first(box):
     obs = box.call("search_logs", {"service_name": "cart", "timestamp": at(1012).timestamp()})
+    # nothing logged before the window: both patterns are new (usual 0), errors first
     assert obs.data["patterns"] == [
-        ("error", "redis timeout after <*> ms", 3),
-        ("warn", "slow GC pause", 1),
+        ("error", "redis timeout after <*> ms", 3, 0.0),
+        ("warn", "slow GC pause", 1, 0.0),
     ]
     assert obs.text.splitlines()[1].startswith(
-        "ERROR x3    first +1.000s cart-1: redis timeout after 300 ms"
+        "ERROR x3    usual 0.0   first +1.000s cart-1: redis timeout after 300 ms"
     )
     node = box.call("search_logs", {"service_name": "n5", "timestamp": at(1012).timestamp()})
-    assert node.data["patterns"] == [("warn", "slow GC pause", 1)]
+    assert node.data["patterns"] == [("warn", "slow GC pause", 1, 0.0)]
+
+
+def test_background_log_patterns_rank_below_new_ones(tmp_path):
+    def log(second, severity, message):
+        return {
+            "time": at(second),
+            "service": "cart",
+            "pod": "cart-1",
+            "node": None,
+            "severity": severity,
+            "message": message,
+            "trace_id": None,
+            "span_id": None,
+        }
+
+    # "pool busy" errors every 20 s all along (3 per 60 s window); "disk full" only now, twice.
+    background = [log(t, "error", "pool busy") for t in range(400, 1121, 20)]
+    fresh = [log(1000, "warn", "disk full on /data"), log(1010, "warn", "disk full on /data")]
+    store = build_store(tmp_path / "s", SPANS, logs=background + fresh, faults=[fault("f", 1000)])
+    box = Toolbox(store, store.cases()[0])
+    obs = box.call("search_logs", {"service_name": "cart", "timestamp": at(1000).isoformat()})
+    # window [940, 1060]: 7 "pool busy"; the 5 windows before, [340, 940), hold 27 of them
+    # (400..920 every 20 s): usual 5.4 per window. The 2 "disk full" are new: listed first.
+    assert obs.data["patterns"] == [
+        ("warn", "disk full on /data", 2, 0.0),
+        ("error", "pool busy", 7, 5.4),
+    ]
 
 
 def test_print_results_checks_shape_and_names(box):

@@ -140,10 +140,9 @@ class ExpertPolicy:
             if service not in score:
                 continue
             if step.tool == "search_logs":
-                severities = {p[0] for p in step.data.get("patterns", [])}
-                score[service] += (
-                    0.6 if severities & {"error", "fatal"} else 0.2 if severities else 0
-                )
+                # only patterns well above their usual rate count: background errors are noise
+                unusual = {p[0] for p in step.data.get("patterns", []) if p[2] >= 3 * (p[3] + 1)}
+                score[service] += 0.6 if unusual & {"error", "fatal"} else 0.2 if unusual else 0
             if step.tool == "search_fluctuating_metrics":
                 fluctuating = step.data.get("fluctuating", [])
                 if fluctuating:

@@ -23,6 +23,7 @@ class ToolLimits(BaseModel):
     current_before_s: float = Field(60.0, description="tested window starts before t")
     current_after_s: float = Field(300.0, description="tested window ends after t")
     log_window_s: float = Field(60.0, description="logs within +- this of t")
+    log_baseline_windows: int = Field(5, ge=1, description="windows before, for usual rates")
 
 
 class Observation(BaseModel):
@@ -384,39 +385,67 @@ class Toolbox:
         if refusal:
             return refusal
         window = timedelta(seconds=self.limits.log_window_s)
-        records = self.store.logs(
-            entity.name, entity.level, when - window, when + window
-        ).to_pylist()
-        severe = [r for r in records if r["severity"] in ("warn", "error", "fatal")]
+        records = self._severe_logs(entity, when - window, when + window)
+        # the same-length windows just before (end exclusive, so no record is counted twice)
+        span = 2 * window * self.limits.log_baseline_windows
+        before = self._severe_logs(
+            entity, when - window - span, when - window - timedelta(microseconds=1)
+        )
+        usual: dict[tuple[str, str], int] = {}
+        for record in before:
+            key = (record["severity"], log_pattern(record["message"]))
+            usual[key] = usual.get(key, 0) + 1
         groups: dict[tuple[str, str], list[dict]] = {}
-        for record in severe:
+        for record in records:
             groups.setdefault((record["severity"], log_pattern(record["message"])), []).append(
                 record
             )
+        scale = self.limits.log_baseline_windows
         rank = {"fatal": 0, "error": 1, "warn": 2}
-        ordered = sorted(groups.items(), key=lambda kv: (rank[kv[0][0]], -len(kv[1]), kv[0][1]))
+
+        def surprise(key: tuple[str, str], items: list[dict]) -> float:
+            """How far above its usual rate a pattern is (usual counts per window, +1 smoothed)."""
+            return len(items) / (usual.get(key, 0) / scale + 1)
+
+        ordered = sorted(
+            groups.items(), key=lambda kv: (-surprise(*kv), rank[kv[0][0]], -len(kv[1]), kv[0][1])
+        )
         if not ordered:
             text = (
                 f"no warning or error logs of {entity.level.value} {entity.name} within "
-                f"±{self.limits.log_window_s:g}s of {self._rel(when)} ({len(records)} logs in all)"
+                f"±{self.limits.log_window_s:g}s of {self._rel(when)}"
             )
             return Observation(tool=tool, text=text, data={"patterns": []})
         lines = [
-            f"{sev.upper():<5} x{len(items):<4} first {self._rel(items[0]['time'])} "
-            f"{(items[0]['pod'] or items[0]['service'])}: {items[0]['message'][:200]}"
-            for (sev, _pattern), items in ordered
+            f"{sev.upper():<5} x{len(items):<4} usual {usual.get((sev, pattern), 0) / scale:<5.1f} "
+            f"first {self._rel(items[0]['time'])} {(items[0]['pod'] or items[0]['service'])}: "
+            f"{items[0]['message'][:200]}"
+            for (sev, pattern), items in ordered
         ]
         body, cut = self._cut(lines, len(lines), "log patterns")
         head = (
-            f"{len(severe)} warning/error logs ({len(ordered)} patterns) of {entity.level.value} "
-            f"{entity.name} within ±{self.limits.log_window_s:g}s of {self._rel(when)}:"
+            f"{len(records)} warning/error logs ({len(ordered)} patterns) of {entity.level.value} "
+            f"{entity.name} within ±{self.limits.log_window_s:g}s of {self._rel(when)}, most "
+            f"unusual first (usual = count per window over the {scale} windows before):"
         )
         return Observation(
             tool=tool,
             text=f"{head}\n{body}",
             truncated=cut,
-            data={"patterns": [(sev, pattern, len(items)) for (sev, pattern), items in ordered]},
+            data={
+                "patterns": [
+                    (sev, pattern, len(items), usual.get((sev, pattern), 0) / scale)
+                    for (sev, pattern), items in ordered
+                ]
+            },
         )
+
+    def _severe_logs(self, entity: Entity, start: datetime, end: datetime) -> list[dict]:
+        return [
+            r
+            for r in self.store.logs(entity.name, entity.level, start, end).to_pylist()
+            if r["severity"] in ("warn", "error", "fatal")
+        ]
 
     # --- the answer ------------------------------------------------------------------------
     def _valid_names_hint(self) -> str:
