@@ -134,9 +134,10 @@ def test_expert_follows_the_slow_failing_call_and_ranks_by_evidence(box):
         ("search_logs", "frontend"),
         ("search_fluctuating_metrics", "frontend"),
     ]
+    # cart-1's cpu stands out and its sibling cart-0's does not: a pod-level fault, pod first
     assert trajectory.ranking == [
-        {"service": "cart"},
         {"pod": "cart-1"},
+        {"service": "cart"},
         {"node": "n6"},
         {"service": "frontend"},
     ]

@@ -135,6 +135,7 @@ class ExpertPolicy:
             service: 1.0 - index / (len(suspects) + 1) for index, service in enumerate(suspects)
         }
         extra: dict[str, list[dict[str, str]]] = {}
+        single_pod_faults: dict[str, dict[str, str]] = {}
         for step in steps:
             service = step.arguments.get("service_name")
             if service not in score:
@@ -148,14 +149,21 @@ class ExpertPolicy:
                 if fluctuating:
                     score[service] += min(fluctuating[0][2] / 20.0, 0.5)
                 extra[service] = self._components(fluctuating)
+                lone = self._lone_pod(fluctuating, step.data.get("covered", []))
+                if lone:
+                    single_pod_faults[service] = lone
         ranked = sorted(score, key=lambda s: -score[s])
         if suspects and ranked[0] != suspects[0] and score[ranked[0]] < score[suspects[0]] + 0.5:
             ranked.remove(suspects[0])
             ranked.insert(0, suspects[0])  # depth is the strongest single clue
         result: list[dict[str, str]] = []
         for service in ranked:
+            components = [c for c in extra.get(service, []) if c not in result]
+            if service in single_pod_faults:
+                result.append(single_pod_faults[service])
+                components = [c for c in components if c != single_pod_faults[service]]
             result.append({"service": service})
-            result.extend(c for c in extra.get(service, []) if c not in result)
+            result.extend(components)
         for row in path:
             for key in ("pod", "node"):
                 if len(result) >= self.settings.min_candidates:
@@ -163,6 +171,14 @@ class ExpertPolicy:
                 if row.get(key) and {key: row[key]} not in result:
                     result.append({key: row[key]})
         return result
+
+    def _lone_pod(self, fluctuating: list, covered: list) -> dict[str, str] | None:
+        """The one pod, among two or more of a service, whose metrics stand out (z >= 5)."""
+        pods = [name for name, level in covered if level == "pod"]
+        standing = {e for e, _m, z, level in fluctuating if level == "pod" and z >= 5}
+        if len(pods) >= 2 and len(standing) == 1:
+            return {"pod": standing.pop()}
+        return None
 
     def _components(self, fluctuating: list) -> list[dict[str, str]]:
         """Pods or nodes (not the service itself) whose metrics stand out, strongest first."""

@@ -351,7 +351,8 @@ class Toolbox:
                 f"no metric of {', '.join(names)} deviates beyond {lim.sigma:g} sigma "
                 f"around {self._rel(when)}"
             )
-            return Observation(tool=tool, text=text, data={"fluctuating": []})
+            covered = [(name, self._level_of(name)) for name in names]
+            return Observation(tool=tool, text=text, data={"fluctuating": [], "covered": covered})
         width = max(len(r["entity"]) for _z, r in found)
         lines = [
             f"{r['entity']:<{width}}  {r['metric'][:34]:<34} normal {r['mu']:>10.3g} ±{r['sd']:<9.3g} "
@@ -371,7 +372,8 @@ class Toolbox:
                 "fluctuating": [
                     (r["entity"], r["metric"], round(z, 3), self._level_of(r["entity"]))
                     for z, r in found
-                ]
+                ],
+                "covered": [(name, self._level_of(name)) for name in names],
             },
         )
 
