@@ -130,3 +130,26 @@ def test_an_unreachable_endpoint_fails_the_case_not_the_run(demo_toolbox):
         policy._post({"model": "none", "messages": []})
     trajectory = run_case(demo_toolbox, policy)
     assert trajectory.finish == "error" and "EndpointError" in trajectory.error
+
+
+@pytest.fixture(scope="module")
+def smollm2_hf(smollm2, tmp_path_factory) -> Path:
+    from thinkfl.agent.models import export_hf
+
+    return export_hf(smollm2, tmp_path_factory.mktemp("hf") / "smollm2", dtype="float32")
+
+
+def test_gguf_exports_to_a_loadable_hf_directory(smollm2_hf):
+    names = {p.name for p in smollm2_hf.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+    assert not any(p.name.endswith(".partial") for p in smollm2_hf.parent.iterdir())
+
+
+def test_transformers_policy_runs_a_case_end_to_end(smollm2_hf, demo_toolbox):
+    from thinkfl.agent.backends import TransformersPolicy
+
+    policy = TransformersPolicy(smollm2_hf)
+    trajectory = run_case(
+        demo_toolbox, policy, Budget(max_depth=2, hard_cap=3, max_tokens_per_turn=64)
+    )
+    assert_valid_trajectory(trajectory, "hf:smollm2")

@@ -191,6 +191,23 @@ def models_pull(
     console.print(f"[green]ready[/] {name}: {path}", soft_wrap=True)
 
 
+@models_app.command("export-hf")
+def models_export_hf(
+    model: Annotated[str, typer.Argument(help="a registry name or a .gguf path")],
+    out: Annotated[Path, typer.Option(help="the Hugging Face model directory to write")],
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "bfloat16",
+) -> None:
+    """Write a GGUF model as a Hugging Face directory (for --policy hf and training)."""
+    from thinkfl.agent.models import export_hf, resolve_gguf
+
+    try:
+        gguf = _pull_with_progress(model) if model in REGISTRY else resolve_gguf(model)
+        path = export_hf(gguf, out, dtype)
+    except ModelError as error:
+        raise _fail(error) from None
+    console.print(f"[green]exported[/] {model} -> {path}", soft_wrap=True)
+
+
 def _show_step(step: Step) -> None:
     arguments = ", ".join(f"{k}={v!r}" for k, v in step.arguments.items())
     mark = "[green]→[/]" if step.ok else "[yellow]→[/]"
@@ -236,7 +253,10 @@ def localize(
     case: Annotated[str, typer.Option("--case", "-c", help="case id (see `thinkfl cases`)")],
     policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.EXPERT,
     model: Annotated[
-        str | None, typer.Option(help="local: registry name or .gguf path; openai: model name")
+        str | None,
+        typer.Option(
+            help="local: registry name or .gguf path; hf: model directory; openai: model name"
+        ),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="openai: endpoint, e.g. http://host:8000/v1")

@@ -188,3 +188,51 @@ class OpenAIPolicy:
 
     def close(self) -> None:
         self._client.close()
+
+
+class TransformersPolicy:
+    """A Hugging Face model directory run with transformers (what training fine-tunes)."""
+
+    native_tools = False
+
+    def __init__(self, model_dir: Path | str, device: str = "cpu", dtype: str = "float32") -> None:
+        import torch  # optional dependencies, imported only when used
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = Path(model_dir)
+        self.name = f"hf:{self.path.name}"
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
+        self.model.to(device).eval()
+        self._torch = torch
+        self._lock = threading.Lock()
+
+    def respond(self, turn: Turn) -> Reply:
+        encoded = self.tokenizer.apply_chat_template(
+            chat_messages(turn.messages, native_tools=False),
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        ).to(self.model.device)
+        sampling = (
+            {"do_sample": True, "temperature": turn.temperature}
+            if turn.temperature > 0
+            else {"do_sample": False}
+        )
+        with self._lock, self._torch.no_grad():
+            output = self.model.generate(
+                **encoded,
+                max_new_tokens=turn.max_tokens,
+                stop_strings=[CLOSE],
+                tokenizer=self.tokenizer,
+                pad_token_id=self.tokenizer.eos_token_id,
+                **sampling,
+            )
+        prompt_length = encoded["input_ids"].shape[1]
+        new_tokens = output[0][prompt_length:]
+        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        return Reply(
+            text=_close_open_call(text),
+            prompt_tokens=int(prompt_length),
+            completion_tokens=int(new_tokens.shape[0]),
+        )

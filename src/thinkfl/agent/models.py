@@ -195,3 +195,33 @@ def copy_into_cache(name: str, file: Path) -> Path:
     os.replace(partial, target)
     target.with_suffix(target.suffix + ".sha256").write_text(REGISTRY[name].sha256 + "\n")
     return target
+
+
+def export_hf(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
+    """Turn a GGUF file into a Hugging Face model directory (dequantized) for transformers/TRL.
+
+    Written to a temporary sibling and renamed, so a failed export leaves nothing behind.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if out.exists():
+        raise ModelError(f"{out}: already exists. Fix: choose another --out")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    plain.load_state_dict(quantized.state_dict(), strict=True)
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        plain.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        os.replace(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return out

@@ -13,6 +13,7 @@ class PolicyKind(StrEnum):
     EXPERT = "expert"
     LOCAL = "local"
     OPENAI = "openai"
+    HF = "hf"
 
 
 class PolicyError(Exception):
@@ -34,6 +35,12 @@ def make_policy(
         from thinkfl.agent.backends import LlamaCppPolicy
 
         return LlamaCppPolicy(resolve_gguf(model or DEFAULT_MODEL), n_ctx=n_ctx)
+    if kind == PolicyKind.HF:
+        if not model:
+            raise PolicyError("--policy hf needs --model PATH to a Hugging Face model directory")
+        from thinkfl.agent.backends import TransformersPolicy
+
+        return TransformersPolicy(model)
     if not base_url or not model:
         raise PolicyError(
             "--policy openai needs --base-url (e.g. http://127.0.0.1:8000/v1) and --model"
