@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -38,3 +39,46 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     assert not (tmp_path / "o").exists()
     missing = runner.invoke(app, ["cases", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "no such store" in missing.output
+
+
+DEMO = Path(__file__).resolve().parents[1] / "src" / "thinkfl" / "data" / "demo-aiops2022"
+
+
+def test_localize_streams_the_investigation_and_ranks_with_evidence(tmp_path):
+    out = tmp_path / "demo"
+    assert runner.invoke(app, ["ingest", "aiops2022", str(DEMO), "--out", str(out)]).exit_code == 0
+    case = json.loads(runner.invoke(app, ["cases", str(out), "--json"]).stdout)[0]["case_id"]
+    shown = runner.invoke(
+        app, ["localize", str(out), "--case", case, "--save", str(tmp_path / "t.jsonl")]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "→ search_traces(parent_span_id=" in shown.output
+    assert "root causes (printed" in shown.output
+    first = next(line for line in shown.output.splitlines() if line.strip().startswith("1 "))
+    assert "pod" in first and "cartservice-1" in first
+    assert (tmp_path / "t.jsonl").read_text().count("\n") == 1
+    as_json = runner.invoke(app, ["localize", str(out), "--case", case, "--json"])
+    trajectory = json.loads(as_json.stdout)
+    assert (
+        trajectory["ranking"][0] == {"pod": "cartservice-1"} and trajectory["finish"] == "printed"
+    )
+
+
+def test_localize_errors_are_clear(tmp_path):
+    out = tmp_path / "demo"
+    runner.invoke(app, ["ingest", "aiops2022", str(DEMO), "--out", str(out)])
+    unknown = runner.invoke(app, ["localize", str(out), "--case", "nope"])
+    assert unknown.exit_code == 2 and "no case 'nope'" in unknown.output
+    case = json.loads(runner.invoke(app, ["cases", str(out), "--json"]).stdout)[0]["case_id"]
+    openai = runner.invoke(app, ["localize", str(out), "--case", case, "--policy", "openai"])
+    assert openai.exit_code == 2 and "--base-url" in openai.output
+    model = runner.invoke(
+        app, ["localize", str(out), "--case", case, "--policy", "local", "--model", "x.gguf"]
+    )
+    assert model.exit_code == 2 and "no model 'x.gguf'" in model.output
+
+
+def test_models_list_names_the_offline_models():
+    listed = runner.invoke(app, ["models", "list"])
+    assert listed.exit_code == 0
+    assert "qwen2.5-coder-0.5b" in listed.output and "smollm2-135m" in listed.output
