@@ -82,3 +82,23 @@ def test_models_list_names_the_offline_models():
     listed = runner.invoke(app, ["models", "list"])
     assert listed.exit_code == 0
     assert "qwen2.5-coder-0.5b" in listed.output and "smollm2-135m" in listed.output
+
+
+def test_an_answer_naming_no_known_entity_is_marked(tmp_path, monkeypatch):
+    import thinkfl.cli as cli
+    from thinkfl.agent import Trajectory
+
+    out = tmp_path / "demo"
+    runner.invoke(app, ["ingest", "aiops2022", str(DEMO), "--out", str(out)])
+    case = json.loads(runner.invoke(app, ["cases", str(out), "--json"]).stdout)[0]["case_id"]
+    invented = Trajectory(
+        case_id=case,
+        policy="x",
+        ranking=[{"service": "GetCart"}, {"pod": "cartservice-1"}],
+        finish="forced",
+    )
+    monkeypatch.setattr(cli, "run_case", lambda *args, **kwargs: invented)
+    shown = runner.invoke(app, ["localize", str(out), "--case", case])
+    lines = [line for line in shown.output.splitlines() if line.strip()[:1] in {"1", "2"}]
+    assert "not a known service of this system" in lines[0]
+    assert "not a known" not in lines[1]

@@ -231,7 +231,7 @@ def _evidence(trajectory: Trajectory, name: str) -> str:
     return " | ".join(lines[:2])[:160] or "-"
 
 
-def _show_answer(trajectory: Trajectory) -> None:
+def _show_answer(trajectory: Trajectory, known: dict) -> None:
     table = Table(
         title=f"root causes ({trajectory.finish}, {len(trajectory.explored)} tool calls, "
         f"{trajectory.seconds:.1f} s)",
@@ -241,7 +241,11 @@ def _show_answer(trajectory: Trajectory) -> None:
         table.add_column(column, no_wrap=column != "evidence")
     for rank, item in enumerate(trajectory.ranking, start=1):
         ((level, name),) = item.items()
-        table.add_row(str(rank), level, name, _evidence(trajectory, name))
+        entity = known.get(name)
+        evidence = _evidence(trajectory, name)
+        if entity is None or entity.level.value != level:
+            evidence = f"[red]not a known {level} of this system[/]"
+        table.add_row(str(rank), level, name, evidence)
     console.print(table)
     if trajectory.error:
         errors.print(f"[red]stopped:[/] {trajectory.error}", soft_wrap=True)
@@ -306,7 +310,7 @@ def localize(
     if as_json:
         sys.stdout.write(trajectory.model_dump_json(indent=1) + "\n")
     else:
-        _show_answer(trajectory)
+        _show_answer(trajectory, opened.entities())
 
 
 @app.command()
@@ -327,6 +331,12 @@ def demo(
     localize(
         out, failure.case_id, policy=policy, model=model if policy == PolicyKind.LOCAL else None
     )
+    if policy == PolicyKind.LOCAL:
+        console.print(
+            "The default model is the base model, not yet fine-tuned for this task. Compare: "
+            f"thinkfl localize {out} --case {failure.case_id} --policy expert",
+            soft_wrap=True,
+        )
 
 
 def main() -> None:  # pragma: no cover - console script entry
