@@ -1,5 +1,34 @@
-"""The grader: matching rules and (later) the multi-factor reward terms."""
+"""The grader: matching rules and the multi-factor reward terms (paper §3, with fixes)."""
 
-from thinkfl.grader.matching import MatchLevel, rank_of_truth
+from thinkfl.grader.grader import STAGES, MultiFactorGrader, Score, Weights
+from thinkfl.grader.matching import MatchLevel, hits, rank_of_truth
+from thinkfl.grader.terms import (
+    PathCache,
+    TermSettings,
+    diversity,
+    format_score,
+    hallucination,
+    recall,
+    route,
+    tool_path,
+    visited,
+)
 
-__all__ = ["MatchLevel", "rank_of_truth"]
+__all__ = [
+    "STAGES",
+    "MatchLevel",
+    "MultiFactorGrader",
+    "PathCache",
+    "Score",
+    "TermSettings",
+    "Weights",
+    "diversity",
+    "format_score",
+    "hallucination",
+    "hits",
+    "rank_of_truth",
+    "recall",
+    "route",
+    "tool_path",
+    "visited",
+]

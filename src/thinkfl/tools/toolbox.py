@@ -150,7 +150,12 @@ class Toolbox:
             wanted = ", ".join(spec.parameters["properties"])
             return self._refuse(name, f"{name} needs {', '.join(missing)} (arguments: {wanted})")
         known = {k: v for k, v in arguments.items() if k in spec.parameters["properties"]}
-        return handler(**known)
+        observation = handler(**known)
+        if observation.ok and "service_name" in known:
+            entity = self.entities.get(str(known["service_name"]).strip())
+            if entity is not None:  # the component looked at, for the route term
+                observation.data["entity"] = {entity.level.value: entity.name}
+        return observation
 
     def _refuse(self, tool: str, text: str) -> Observation:
         return Observation(tool=tool, text=text, ok=False)
@@ -209,6 +214,11 @@ class Toolbox:
             f"{span['status']}"
         )
 
+    @staticmethod
+    def _where(span: dict) -> dict[str, str]:
+        """The components a span ran on, for the route term: service, and pod/node when known."""
+        return {k: span[k] for k in ("service", "pod", "node") if span.get(k)}
+
     def _row_data(self, span: dict) -> dict:
         row = {k: span[k] for k in ("span_id", "service", "pod", "node", "duration_us", "status")}
         row["normal_us"] = self._normal_us(span)
@@ -227,6 +237,7 @@ class Toolbox:
                 tool="search_traces",
                 text=text,
                 data={
+                    "where": self._where(parent),
                     "parent": parent["span_id"],
                     "parent_duration_us": parent["duration_us"],
                     "parent_normal_us": self._normal_us(parent),
@@ -246,6 +257,7 @@ class Toolbox:
             text=f"{head}\n{body}",
             truncated=cut,
             data={
+                "where": self._where(parent),
                 "parent": parent["span_id"],
                 "parent_duration_us": parent["duration_us"],
                 "children": [s["span_id"] for s in children],
@@ -262,7 +274,11 @@ class Toolbox:
             f"span {span['span_id']} parent {span['parent_id'] or '-'} service {span['service']} "
             f"pod {span['pod'] or '-'} node {span['node'] or '-'}\n{self._span_row(span)}"
         )
-        return Observation(tool="search_span", text=text, data={"span": span["span_id"]})
+        return Observation(
+            tool="search_span",
+            text=text,
+            data={"span": span["span_id"], "where": self._where(span)},
+        )
 
     # --- entities ----------------------------------------------------------------------------
     def _resolve_entity(self, name: Any) -> tuple[Entity | None, str]:
