@@ -43,7 +43,7 @@ def step(tool, where=None, entity=None, observation="", ok=True, **arguments) ->
 )
 def test_recall_falls_monotonically_with_rank(rank, expected):
     filler = [{"service": f"s{i}"} for i in range(12)]
-    ranking = filler if rank is None else filler[:rank] + [{"pod": "cart-1"}]
+    ranking = filler if rank is None else [*filler[:rank], {"pod": "cart-1"}]
     assert recall(traj(ranking), POD, ENTITIES, S) == pytest.approx(expected)
 
 
@@ -91,20 +91,18 @@ def test_hallucination_counts_invented_and_duplicate_items():
 
 
 def test_format_scores_calls_and_printed_items():
+    def reply(text: str) -> Message:
+        return Message(role="assistant", content=text)
+
+    def tagged(name: str, arguments: str) -> str:
+        return f'<tool_call>{{"name": "{name}", "arguments": {arguments}}}</tool_call>'
+
     messages = [
         Message(role="system", content="..."),
-        Message(
-            role="assistant",
-            content='<tool_call>{"name": "search_traces", "arguments": {"parent_span_id": "a"}}</tool_call>',
-        ),
-        Message(role="assistant", content="I will look deeper"),  # no call
-        Message(
-            role="assistant",
-            content='<tool_call>{"name": "search_logs", "arguments": {}}</tool_call>',
-        ),  # missing args
-        Message(
-            role="assistant", content='<tool_call>{"name": "teleport", "arguments": {}}</tool_call>'
-        ),  # unknown tool
+        reply(tagged("search_traces", '{"parent_span_id": "a"}')),
+        reply("I will look deeper"),  # no call
+        reply(tagged("search_logs", "{}")),  # required arguments missing
+        reply(tagged("teleport", "{}")),  # unknown tool
     ]
     ranking = [{"service": "cart"}, {"service": "cart", "pod": "cart-1"}, {"host": "h"}]
     # checks: 4 replies (1 good) + 3 items (1 good) -> 2 / 7
