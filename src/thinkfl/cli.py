@@ -313,6 +313,97 @@ def localize(
         _show_answer(trajectory, opened.entities())
 
 
+@app.command("eval")
+def evaluate_command(
+    dataset: Annotated[
+        Path, typer.Option("--dataset", "-d", help="a store made by `thinkfl ingest`")
+    ],
+    methods: Annotated[
+        list[str], typer.Option("--policy", "-p", help="a method; repeat for several (see --help)")
+    ],
+    out: Annotated[Path, typer.Option(help="results folder (resumes what is there)")],
+    cases: Annotated[int, typer.Option(help="only the first N cases (0: all)")] = 0,
+    workers: Annotated[int, typer.Option(help="cases in parallel where the method allows")] = 4,
+    model: Annotated[str | None, typer.Option(help="model for local/hf/openai methods")] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: endpoint")] = None,
+    max_depth: Annotated[
+        int, typer.Option(help="exploring tool calls before a forced answer")
+    ] = 10,
+) -> None:
+    """Run methods over every case of a store; write per-case JSONL, summary.json/md and plots.
+
+    Methods: expert, local, hf, openai (agents) and random, most-frequent (baselines).
+    """
+    from thinkfl.evaluate import (
+        EvaluationError,
+        case_results,
+        markdown,
+        method_names,
+        run_method,
+        summarize,
+        write_json,
+    )
+    from thinkfl.evaluate.plots import latency, recall_curves
+
+    try:
+        store = TelemetryStore.open(dataset)
+        unknown = [m for m in methods if m not in method_names()]
+        if unknown:
+            raise EvaluationError(
+                f"unknown method(s) {unknown}. Methods: {', '.join(method_names())}"
+            )
+        selected = store.cases()[: cases or None]
+        results = []
+        for method in methods:
+            progress = Progress(
+                TextColumn(f"[bold]{method:<14}[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=errors,
+                transient=True,
+            )
+            with progress:
+                task = progress.add_task(method, total=len(selected))
+                options = {k: v for k, v in {"model": model, "base_url": base_url}.items() if v}
+                trajectories = run_method(
+                    method,
+                    store,
+                    out,
+                    selected,
+                    Budget(max_depth=max_depth),
+                    workers,
+                    on_case=lambda _t, task=task, bar=progress: bar.update(task, advance=1),
+                    **options,
+                )
+            results += case_results(method, trajectories, store)
+    except (TelemetryError, ModelError, PolicyError, EvaluationError) as error:
+        raise _fail(error) from None
+    summary = summarize(results)
+    title = f"{dataset.name}: {len(selected)} cases"
+    write_json(out / "summary.json", summary)
+    (out / "summary.md").write_text(markdown(summary, title), encoding="utf-8")
+    recall_curves(summary, out / "recall_at_k.png", title)
+    latency(results, out / "latency.png", title)
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in ("method", "R@1", "R@3", "MRR", "R@1 service", "p50 s", "calls"):
+        table.add_column(column, no_wrap=True)
+    for method, s in summary.items():
+        table.add_row(
+            method,
+            f"{s['strict']['R@1']:.3f}",
+            f"{s['strict']['R@3']:.3f}",
+            f"{s['strict']['MRR']:.3f}",
+            f"{s['service']['R@1']:.3f}",
+            f"{s['cost']['latency_p50_s']:.3f}",
+            f"{s['cost']['tool_calls_per_case']:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"wrote {out}/summary.json, summary.md, recall_at_k.png, latency.png", soft_wrap=True
+    )
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo store goes")] = Path("out/demo-store"),

@@ -1,0 +1,59 @@
+"""Classical baselines behind one signature (like RCAEval): rank(store, case) -> ranking.
+
+A ranking is a list of {level: name} items, most likely first, as the agent prints them, so
+the evaluation treats baselines and agents alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from collections.abc import Callable
+
+from thinkfl.telemetry import FailureCase, Level, TelemetryStore
+
+Ranking = list[dict[str, str]]
+Baseline = Callable[[TelemetryStore, FailureCase], Ranking]
+
+
+def _services_by_activity(store: TelemetryStore, case: FailureCase) -> list[str]:
+    rows = store.query(
+        "SELECT service, count(*) n FROM spans WHERE start BETWEEN ? AND ? GROUP BY 1 ORDER BY n DESC, 1",
+        [case.window_start, case.window_end],
+    ).to_pylist()
+    return [r["service"] for r in rows]
+
+
+def random_ranking(store: TelemetryStore, case: FailureCase) -> Ranking:
+    """Every service, pod and node in a random order (seeded by the case id: reproducible)."""
+    names = sorted((e.level.value, e.name) for e in store.entities().values())
+    seed = int(hashlib.sha256(case.case_id.encode()).hexdigest()[:16], 16)
+    random.Random(seed).shuffle(names)
+    return [{level: name} for level, name in names]
+
+
+def most_frequent(store: TelemetryStore, case: FailureCase) -> Ranking:
+    """The labels most often seen on the *other* cases (leave-one-out), then the busiest services.
+
+    The trivial baseline: what a system's fault history alone predicts.
+    """
+    history = Counter(
+        (c.truth.level.value, c.truth.entity) for c in store.cases() if c.case_id != case.case_id
+    )
+    ranking = [
+        {level: name}
+        for (level, name), _n in sorted(history.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    for service in _services_by_activity(store, case):
+        if {Level.SERVICE.value: service} not in ranking:
+            ranking.append({Level.SERVICE.value: service})
+    return ranking
+
+
+BASELINES: dict[str, Baseline] = {
+    "random": random_ranking,
+    "most-frequent": most_frequent,
+}
+
+__all__ = ["BASELINES", "Baseline", "Ranking", "most_frequent", "random_ranking"]
