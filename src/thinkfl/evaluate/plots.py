@@ -29,7 +29,7 @@ def latency(results: list[CaseResult], path: Path, title: str) -> Path:
     methods = sorted({r.method for r in results})
     figure, axis = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     data = [[max(r.seconds, 1e-4) for r in results if r.method == m] for m in methods]
-    axis.boxplot(data, tick_labels=methods, vert=True)
+    axis.boxplot(data, tick_labels=methods, orientation="vertical")
     axis.set(ylabel="seconds per case (log)", title=title, yscale="log")
     axis.tick_params(axis="x", labelrotation=20, labelsize=8)
     axis.grid(alpha=0.3, axis="y")
