@@ -51,9 +51,25 @@ def most_frequent(store: TelemetryStore, case: FailureCase) -> Ranking:
     return ranking
 
 
+from thinkfl.baselines.classical import baro, microrank, n_sigma, tracerca  # noqa: E402
+
 BASELINES: dict[str, Baseline] = {
     "random": random_ranking,
     "most-frequent": most_frequent,
+    "n-sigma": n_sigma,
+    "baro": baro,
+    "microrank": microrank,
+    "tracerca": tracerca,
 }
 
-__all__ = ["BASELINES", "Baseline", "Ranking", "most_frequent", "random_ranking"]
+__all__ = [
+    "BASELINES",
+    "Baseline",
+    "Ranking",
+    "baro",
+    "microrank",
+    "most_frequent",
+    "n_sigma",
+    "random_ranking",
+    "tracerca",
+]
