@@ -102,3 +102,42 @@ def test_an_answer_naming_no_known_entity_is_marked(tmp_path, monkeypatch):
     lines = [line for line in shown.output.splitlines() if line.strip()[:1] in {"1", "2"}]
     assert "not a known service of this system" in lines[0]
     assert "not a known" not in lines[1]
+
+
+def test_eval_writes_the_table_jsonl_and_plots(tmp_path):
+    out = tmp_path / "demo"
+    runner.invoke(app, ["ingest", "aiops2022", str(DEMO), "--out", str(out)])
+    results = tmp_path / "results"
+    shown = runner.invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(out),
+            "-p",
+            "expert",
+            "-p",
+            "tracerca",
+            "-p",
+            "random",
+            "--out",
+            str(results),
+        ],
+    )
+    assert shown.exit_code == 0, shown.output
+    names = {p.name for p in results.iterdir()}
+    assert {
+        "expert.jsonl",
+        "tracerca.jsonl",
+        "random.jsonl",
+        "summary.json",
+        "summary.md",
+        "recall_at_k.png",
+        "latency.png",
+    } <= names
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["expert"]["strict"]["R@1"] == 1.0 and summary["expert"]["cases"] == 1
+    unknown = runner.invoke(
+        app, ["eval", "--dataset", str(out), "-p", "oracle", "--out", str(results)]
+    )
+    assert unknown.exit_code == 2 and "unknown method(s) ['oracle']" in unknown.output
