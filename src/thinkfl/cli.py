@@ -133,6 +133,50 @@ def cases(
 
 
 @app.command()
+def simulate(
+    preset: Annotated[str, typer.Argument(help="difficulty: easy, realistic or hard")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the store directory to create")],
+    cases: Annotated[int, typer.Option(help="labelled failure cases to generate")] = 100,
+    seed: Annotated[int, typer.Option(help="same seed, same store")] = 0,
+    system: Annotated[str, typer.Option(help="boutique, trainticket or generated:N")] = "boutique",
+    request_rate: Annotated[float, typer.Option(help="entry requests per second")] = 0.3,
+    force: Annotated[bool, typer.Option(help="replace an existing store at --out")] = False,
+) -> None:
+    """Generate a store of labelled failures in a simulated microservice system."""
+    from thinkfl.simulate import PRESETS, SimulationSettings
+    from thinkfl.simulate import simulate as run_simulation
+
+    if preset not in PRESETS:
+        raise _fail(ValueError(f"unknown preset '{preset}'. Presets: {', '.join(PRESETS)}"))
+    progress = Progress(
+        TextColumn(f"[bold]simulate[/] {preset} {system}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    )
+    try:
+        settings = SimulationSettings(
+            system=system, difficulty=PRESETS[preset], request_rate=request_rate
+        )
+        with progress:
+            task = progress.add_task(preset, total=cases)
+            path = run_simulation(
+                out,
+                cases,
+                seed,
+                settings,
+                overwrite=force,
+                on_case=lambda _i: progress.update(task, advance=1),
+            )
+    except (TelemetryError, ValueError) as error:
+        raise _fail(error) from None
+    counts = ", ".join(f"{v:,} {k}" for k, v in TelemetryStore.open(path).manifest.counts.items())
+    console.print(f"[green]stored[/] {path}: {counts}", soft_wrap=True)
+
+
+@app.command()
 def info(store: Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")]) -> None:
     """Show what a store holds."""
     try:

@@ -1,0 +1,192 @@
+"""The simulator: deterministic, realistic evidence per fault type, healthy siblings, scale."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from thinkfl.simulate import LEVEL_OF, PRESETS, FaultType, SimulationSettings, make_system, simulate
+from thinkfl.telemetry import Level, TelemetryStore
+
+FAST = {"normal_s": 600.0, "fault_s": 240.0, "request_rate": 0.5}
+
+
+def content_hash(store: TelemetryStore) -> str:
+    digest = hashlib.sha256()
+    for table, order in (
+        ("spans", "span_id"),
+        ("metrics", "entity, metric, time"),
+        ("logs", "time, message"),
+    ):
+        for row in store.query(f"SELECT * FROM {table} ORDER BY {order}").to_pylist():
+            digest.update(repr(sorted(row.items())).encode())
+    digest.update(repr([c.model_dump(mode="json") for c in store.cases()]).encode())
+    return digest.hexdigest()
+
+
+def test_same_seed_same_store_other_seed_other_store(tmp_path):
+    settings = SimulationSettings(**FAST)
+    hashes = [
+        content_hash(TelemetryStore.open(simulate(tmp_path / name, 3, seed, settings)))
+        for name, seed in (("a", 7), ("b", 7), ("c", 8))
+    ]
+    assert hashes[0] == hashes[1] != hashes[2]
+
+
+def one_fault(
+    tmp_path, fault_type: FaultType, system: str = "boutique", seed: int = 3
+) -> TelemetryStore:
+    settings = SimulationSettings(
+        system=system, difficulty=PRESETS["easy"], fault_types=[fault_type], **FAST
+    )
+    return TelemetryStore.open(simulate(tmp_path / fault_type.value, 1, seed, settings))
+
+
+def metric_ratios(store: TelemetryStore, metric: str) -> dict[str, float]:
+    """Per entity: mean of `metric` while the fault is on / mean before it."""
+    (case,) = store.cases()
+    rows = store.query(
+        "SELECT entity, avg(value) FILTER (WHERE time >= ? AND time < ?) AS on_, "
+        "avg(value) FILTER (WHERE time < ?) AS before FROM metrics WHERE metric = ? GROUP BY entity",
+        [case.inject_time, case.window_end, case.inject_time, metric],
+    ).to_pylist()
+    return {r["entity"]: (r["on_"] or 0) / max(r["before"] or 0, 1e-9) for r in rows}
+
+
+METRIC_EVIDENCE = {
+    FaultType.CPU_CONTENTION: "cpu_usage",
+    FaultType.MEMORY_EXHAUSTION: "memory_usage_mb",
+    FaultType.DISK_IO: "disk_io_ms",
+    FaultType.PACKET_LOSS: "tcp_retransmits",
+    FaultType.NETWORK_DELAY: "network_rtt_ms",
+    FaultType.NODE_CPU: "node_cpu_usage",
+    FaultType.NODE_MEMORY: "node_memory_usage",
+    FaultType.NODE_DISK: "node_disk_io_ms",
+}
+
+
+@pytest.mark.parametrize("fault_type", sorted(METRIC_EVIDENCE))
+def test_the_culprits_metric_moves_most(tmp_path, fault_type):
+    store = one_fault(tmp_path, fault_type)
+    (case,) = store.cases()
+    assert case.truth.level == LEVEL_OF[fault_type]
+    ratios = metric_ratios(store, METRIC_EVIDENCE[fault_type])
+    strongest = max(ratios, key=ratios.get)
+    assert strongest == case.truth.entity, (
+        strongest,
+        ratios[strongest],
+        ratios.get(case.truth.entity),
+    )
+    assert ratios[strongest] > 1.5
+
+
+def test_code_exception_fails_the_culprit_and_says_so_in_its_logs(tmp_path):
+    store = one_fault(tmp_path, FaultType.CODE_EXCEPTION)
+    (case,) = store.cases()
+    errors = store.query(
+        "SELECT service, avg((status = 'error')::INT) AS rate FROM spans WHERE kind = 'server' "
+        "AND start BETWEEN ? AND ? GROUP BY service ORDER BY rate DESC",
+        [case.inject_time, case.window_end],
+    ).to_pylist()
+    assert errors[0]["service"] == case.truth.entity and errors[0]["rate"] > 0.3
+    culprit_logs = store.logs(case.truth.entity, Level.SERVICE, case.inject_time, case.window_end)
+    assert any("NullPointerException" in m for m in culprit_logs.column("message").to_pylist())
+
+
+def test_wrong_return_shows_in_the_culprits_logs_and_its_callers(tmp_path):
+    store = one_fault(tmp_path, FaultType.WRONG_RETURN)
+    (case,) = store.cases()
+    window = (case.inject_time, case.window_end)
+    own = store.logs(case.truth.entity, Level.SERVICE, *window).column("message").to_pylist()
+    assert any("failed validation" in m for m in own)
+    callers = (
+        store.query(
+            "SELECT DISTINCT service FROM logs WHERE message = ? AND time BETWEEN ? AND ?",
+            [f"unexpected response from {case.truth.entity}: validation failed", *window],
+        )
+        .column("service")
+        .to_pylist()
+    )
+    system = make_system("boutique", 3)
+    assert callers and set(callers) <= set(system.callers(case.truth.entity))
+
+
+def test_pod_restart_counts_restarts_on_the_culprit_only(tmp_path):
+    store = one_fault(tmp_path, FaultType.POD_RESTART)
+    (case,) = store.cases()
+    restarted = (
+        store.query("SELECT DISTINCT entity FROM metrics WHERE metric = 'restarts' AND value > 0.5")
+        .column("entity")
+        .to_pylist()
+    )
+    assert restarted == [case.truth.entity]
+
+
+def own_time_ratio(store: TelemetryStore, pod: str) -> float:
+    """Median server-span time of a pod while the fault is on / before it."""
+    (case,) = store.cases()
+    row = store.query(
+        "SELECT median(duration_us) FILTER (WHERE start >= ?) AS on_, "
+        "median(duration_us) FILTER (WHERE start < ?) AS before FROM spans "
+        "WHERE pod = ? AND kind = 'server' AND start < ?",
+        [case.inject_time, case.inject_time, pod, case.window_end],
+    ).to_pylist()[0]
+    return row["on_"] / row["before"]
+
+
+def test_cpu_contention_slows_one_replica_and_its_siblings_stay_healthy(tmp_path):
+    store = one_fault(tmp_path, FaultType.CPU_CONTENTION, seed=11)
+    (case,) = store.cases()
+    culprit = case.truth.entity
+    siblings = [
+        e.name
+        for e in store.entities().values()
+        if e.level == Level.POD and e.service == case.truth.service and e.name != culprit
+    ]
+    assert siblings, "pick a seed whose culprit has replicas"
+    assert own_time_ratio(store, culprit) > 3
+    for sibling in siblings:
+        assert own_time_ratio(store, sibling) < 1.5
+
+
+def test_network_delay_shows_on_the_callers_side(tmp_path):
+    store = one_fault(tmp_path, FaultType.NETWORK_DELAY, seed=5)
+    (case,) = store.cases()
+    culprit = case.truth.entity
+    # the culprit's own server spans keep their normal time...
+    assert own_time_ratio(store, culprit) < 1.5
+    # ...while the client spans calling into it (on other pods) grow by the delay
+    grown = store.query(
+        "SELECT median(c.duration_us - s.duration_us) FILTER (WHERE c.start >= ?) AS on_, "
+        "median(c.duration_us - s.duration_us) FILTER (WHERE c.start < ?) AS before "
+        "FROM spans s JOIN spans c ON s.parent_id = c.span_id WHERE s.pod = ? AND s.kind = 'server'",
+        [case.inject_time, case.inject_time, culprit],
+    ).to_pylist()[0]
+    assert grown["on_"] > grown["before"] + 100_000  # > 100 ms more on the caller's side
+
+
+def test_every_fault_type_in_a_realistic_run(tmp_path):
+    settings = SimulationSettings(difficulty=PRESETS["realistic"], **FAST)
+    store = TelemetryStore.open(simulate(tmp_path / "r", 22, 2, settings))
+    cases = store.cases()
+    assert len(cases) == 22
+    assert {c.truth.fault_type for c in cases} == {t.value for t in FaultType}
+    assert {c.truth.level for c in cases} == {Level.SERVICE, Level.POD, Level.NODE}
+    starts = sorted(c.inject_time for c in cases)
+    assert all(b - a >= timedelta(seconds=840) for a, b in itertools.pairwise(starts))
+
+
+def test_a_thousand_service_system(tmp_path):
+    system = make_system("generated:1000", 1)
+    assert len(system.services) == 1000 and len(system.nodes) >= 100
+    settings = SimulationSettings(
+        system="generated:1000",
+        request_rate=0.2,
+        **{k: v for k, v in FAST.items() if k != "request_rate"},
+    )
+    store = TelemetryStore.open(simulate(tmp_path / "big", 2, 1, settings))
+    assert len(store.cases()) == 2
+    assert sum(e.level == Level.SERVICE for e in store.entities().values()) > 100
