@@ -107,6 +107,11 @@ def test_logs_metrics_and_entities(aiops_dir, tmp_path):
         ("frontend-2", "node-5", "warn"),
         ("frontend-2", "node-5", "unknown"),
     ]
+    assert [r["message"] for r in logs] == [
+        "redis timeout",  # the "severity: …, message: …" wrapper is taken apart
+        '{"level":"warn","msg":"slow cart"}',
+        "plain text without a level",
+    ]
     rows = store.query("SELECT level, entity, metric, epoch(time)::BIGINT t, value FROM metrics")
     assert sorted(tuple(r.values()) for r in rows.to_pylist()) == sorted(
         [

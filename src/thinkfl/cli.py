@@ -177,6 +177,24 @@ def simulate(
 
 
 @app.command()
+def export(
+    layout: Annotated[str, typer.Argument(help="aiops2022")],
+    store: Annotated[Path, typer.Argument(help="a store (ingested or simulated)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the folder to create")],
+) -> None:
+    """Write a store in a layout `thinkfl ingest` reads (exports round-trip)."""
+    from thinkfl.telemetry.export import EXPORTERS
+
+    if layout not in EXPORTERS:
+        raise _fail(ValueError(f"unknown layout '{layout}'. Layouts: {', '.join(EXPORTERS)}"))
+    try:
+        path = EXPORTERS[layout](TelemetryStore.open(store), out)
+    except TelemetryError as error:
+        raise _fail(error) from None
+    console.print(f"[green]exported[/] {store} as {layout}: {path}", soft_wrap=True)
+
+
+@app.command()
 def info(store: Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")]) -> None:
     """Show what a store holds."""
     try:
