@@ -56,6 +56,10 @@ TRUTH_COLUMNS = {
 SERVICE_OF_POD = "regexp_replace({pod}, '-\\d+$', '')"
 
 
+# "severity: info, message: received conversion request" -> the message part
+WRAPPED_MESSAGE = "'(?s)^severity:\\s*\\w+,\\s*message:\\s*(.*)$'"
+
+
 def epoch_us_sql(column: str) -> str:
     """SQL turning an epoch number in s, ms, µs or ns (told apart by magnitude) into µs."""
     return (
@@ -186,8 +190,8 @@ class Aiops2022Adapter:
                 f"""SELECT make_timestamp({epoch_us_sql("timestamp")}) AS time,
                        {SERVICE_OF_POD.format(pod="cmdb_id")} AS service, cmdb_id AS pod,
                        m.node AS node, {severity_sql(word)} AS severity,
-                       coalesce(nullif(regexp_extract(value, '(?s)^severity:\\s*\\w+,\\s*message:\\s*(.*)$', 1), ''),
-                                value, '') AS message,
+                       coalesce(nullif(regexp_extract(value, {WRAPPED_MESSAGE}, 1), ''), value, '')
+                           AS message,
                        NULL::VARCHAR AS trace_id, NULL::VARCHAR AS span_id
                 FROM raw LEFT JOIN pod_nodes m ON m.pod = raw.cmdb_id
                 WHERE timestamp IS NOT NULL AND cmdb_id IS NOT NULL""",
