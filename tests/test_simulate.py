@@ -215,3 +215,38 @@ def test_export_then_ingest_reproduces_the_dataset(tmp_path):
     assert truth == sorted(
         (f.time, f.truth.level, f.truth.entity, f.truth.fault_type) for f in back.faults()
     )
+
+
+def test_nezha_export_round_trips_what_the_layout_carries(tmp_path):
+    from thinkfl.telemetry import ingest
+    from thinkfl.telemetry.export import export_nezha
+
+    pod_and_service_faults = [t for t in FaultType if LEVEL_OF[t] != Level.NODE]
+    settings = SimulationSettings(system="trainticket", fault_types=pod_and_service_faults, **FAST)
+    original = TelemetryStore.open(simulate(tmp_path / "sim", 3, 4, settings))
+    export_nezha(original, tmp_path / "export")
+    ingest("nezha", tmp_path / "export", tmp_path / "back")
+    back = TelemetryStore.open(tmp_path / "back")
+    queries = {
+        "spans": "SELECT trace_id, span_id, parent_id, service, pod, operation, start, duration_us "
+        "FROM spans ORDER BY span_id",
+        "logs": "SELECT time, service, pod, severity, message FROM logs ORDER BY ALL",
+        "pod metrics": "SELECT entity, metric, time, value FROM metrics "
+        "WHERE level = 'pod' AND metric NOT ILIKE 'node%' ORDER BY ALL",
+    }
+    for name, sql in queries.items():
+        assert original.query(sql).to_pylist() == back.query(sql).to_pylist(), name
+    # Nezha labels are pods lifted to their service
+    assert sorted(
+        (f.time, f.truth.service, f.truth.fault_type) for f in original.faults()
+    ) == sorted((f.time, f.truth.entity, f.truth.fault_type) for f in back.faults())
+
+
+def test_nezha_export_refuses_stores_without_nezha_pod_names(tmp_path):
+    from thinkfl.telemetry import StoreError
+    from thinkfl.telemetry.export import export_nezha
+
+    store = TelemetryStore.open(simulate(tmp_path / "sim", 1, 4, SimulationSettings(**FAST)))
+    with pytest.raises(StoreError, match="does not follow Nezha's naming"):
+        export_nezha(store, tmp_path / "export")
+    assert not (tmp_path / "export").exists()

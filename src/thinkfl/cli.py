@@ -178,7 +178,7 @@ def simulate(
 
 @app.command()
 def export(
-    layout: Annotated[str, typer.Argument(help="aiops2022")],
+    layout: Annotated[str, typer.Argument(help="aiops2022 or nezha")],
     store: Annotated[Path, typer.Argument(help="a store (ingested or simulated)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the folder to create")],
 ) -> None:

@@ -55,6 +55,8 @@ NOT_METRICS = {"Time", "TimeStamp", "PodName", "ServiceName"}
 
 # The word after the clock time in "16:42:22.382 INFO  t.s.TravelServiceImpl#532 ...".
 LEVEL_WORD = "'^\\S+\\s+([A-Za-z]+)'"
+# ... and what follows the level word: the message (time and level have their own columns)
+AFTER_LEVEL = "'(?s)^\\d\\d:\\d\\d:\\d\\d\\S*\\s+[A-Za-z]+\\s+(.*)$'"
 # Some log rows carry Go's zero time (-6795364578871345152) in TimeUnixNano; their
 # `Timestamp` text (UTC, with or without a trailing Z) still holds the true time.
 LOG_TIME = (
@@ -127,7 +129,8 @@ class NezhaAdapter:
                         PodName AS pod, nullif(Node, '') AS node,
                         {severity_sql(severity_word)}
                             AS severity,
-                        rtrim({line}, chr(10)) AS message,
+                        coalesce(nullif(regexp_extract(rtrim({line}, chr(10)), {AFTER_LEVEL}, 1), ''),
+                                 rtrim({line}, chr(10))) AS message,
                         nullif(TraceID, '') AS trace_id, nullif(SpanID, '') AS span_id
                     FROM raw WHERE PodName IS NOT NULL AND {LOG_TIME} IS NOT NULL""",
                     raw=raw,
@@ -224,14 +227,14 @@ class NezhaAdapter:
             f"""WITH long AS (
                     UNPIVOT raw ON COLUMNS(* EXCLUDE (TimeStamp, PodName))
                     INTO NAME metric VALUE value)
-                SELECT CASE WHEN metric LIKE 'Node%' AND {node_level} THEN 'node' ELSE 'pod' END
+                SELECT CASE WHEN metric ILIKE 'node%' AND {node_level} THEN 'node' ELSE 'pod' END
                            AS level,
-                       CASE WHEN metric LIKE 'Node%' AND {node_level} THEN {sql_literal(node or "")}
+                       CASE WHEN metric ILIKE 'node%' AND {node_level} THEN {sql_literal(node or "")}
                             ELSE PodName END AS entity,
                        metric, make_timestamp(TimeStamp * 1000000) AS time, value
                 FROM long
                 WHERE value IS NOT NULL AND NOT isnan(value) AND TimeStamp IS NOT NULL
-                  AND NOT (metric LIKE 'Node%' AND {node is not None} AND NOT {node_level})""",
+                  AND NOT (metric ILIKE 'node%' AND {node is not None} AND NOT {node_level})""",
             raw=raw,
         )
         ctx.writer.add("metrics", samples)
