@@ -34,6 +34,18 @@ errors = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 FORMATS_HELP = "; ".join(f"{name}: {adapter.description}" for name, adapter in ADAPTERS.items())
 
 
+def _counting_progress(label: str) -> Progress:
+    """A transient progress bar on stderr that counts done / total."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    )
+
+
 def _fail(error: Exception) -> typer.Exit:
     errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
@@ -148,14 +160,7 @@ def simulate(
 
     if preset not in PRESETS:
         raise _fail(ValueError(f"unknown preset '{preset}'. Presets: {', '.join(PRESETS)}"))
-    progress = Progress(
-        TextColumn(f"[bold]simulate[/] {preset} {system}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-    )
+    progress = _counting_progress(f"[bold]simulate[/] {preset} {system}")
     try:
         settings = SimulationSettings(
             system=system, difficulty=PRESETS[preset], request_rate=request_rate
@@ -417,14 +422,7 @@ def evaluate_command(
         selected = store.cases()[: cases or None]
         results = []
         for method in methods:
-            progress = Progress(
-                TextColumn(f"[bold]{method:<14}[/]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=errors,
-                transient=True,
-            )
+            progress = _counting_progress(f"[bold]{method:<14}[/]")
             with progress:
                 task = progress.add_task(method, total=len(selected))
                 options = {k: v for k, v in {"model": model, "base_url": base_url}.items() if v}

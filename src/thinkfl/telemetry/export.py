@@ -72,10 +72,7 @@ def export_aiops2022(store: TelemetryStore, out: Path) -> Path:
             ).fetchall()
         ]
         if service_metrics:
-            columns = ", ".join(
-                f"max(value) FILTER (WHERE metric = {sql_literal(m)}) AS {duckdb_identifier(m)}"
-                for m in service_metrics
-            )
+            columns = _pivot_columns(service_metrics)
             _copy(
                 con,
                 f"""SELECT entity AS service, epoch(time)::BIGINT AS timestamp, {columns}
@@ -192,6 +189,14 @@ def _flatten_partitions(folder: Path, kind: str) -> None:
         shutil.rmtree(part)
 
 
+def _pivot_columns(metrics: list[str]) -> str:
+    """SQL select items turning long (metric, value) rows into one column per metric."""
+    return ", ".join(
+        f"max(value) FILTER (WHERE metric = {sql_literal(m)}) AS {duckdb_identifier(m)}"
+        for m in metrics
+    )
+
+
 def _nezha_metrics(con: duckdb.DuckDBPyConnection, folder: Path, day: str) -> None:
     """One wide file per pod (its own metrics and its node's), front_service.csv for the entry."""
     pods = [
@@ -213,10 +218,7 @@ def _nezha_metrics(con: duckdb.DuckDBPyConnection, folder: Path, day: str) -> No
         ]
         if not names:
             continue
-        columns = ", ".join(
-            f"max(value) FILTER (WHERE metric = {sql_literal(n)}) AS {duckdb_identifier(n)}"
-            for n in names
-        )
+        columns = _pivot_columns(names)
         _copy(
             con,
             f"""SELECT strftime(time, '%Y-%m-%d %H:%M:%S +0000 UTC') AS Time,
@@ -241,10 +243,7 @@ def _nezha_metrics(con: duckdb.DuckDBPyConnection, folder: Path, day: str) -> No
             ).fetchall()
         ]
         if names:
-            columns = ", ".join(
-                f"max(value) FILTER (WHERE metric = {sql_literal(n)}) AS {duckdb_identifier(n)}"
-                for n in names
-            )
+            columns = _pivot_columns(names)
             _copy(
                 con,
                 f"""SELECT strftime(time, '%Y-%m-%d %H:%M:%S +0000 UTC') AS Time,
