@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from storekit import build_store, fault
+from storekit import build_store, fault, span
 from test_tools import LOGS, METRICS, SPANS
 from thinkfl.agent import Budget, ExpertPolicy, Reply, Turn, load_jsonl, run_case, save_jsonl
 from thinkfl.agent.protocol import FORCE_PRINT, NO_CALL, REPEATED, RETHINK
@@ -149,3 +149,21 @@ def test_trajectories_round_trip_through_jsonl(box, tmp_path):
     loaded = list(load_jsonl(tmp_path / "t.jsonl"))
     # tuples in step data come back as lists: compare the JSON form, which is the contract
     assert len(loaded) == 2 and loaded[0].model_dump(mode="json") == first.model_dump(mode="json")
+
+
+def test_expert_answers_even_when_no_call_explains_the_entry(tmp_path):
+    # the entry spends its time itself: neither child carries half of its excess
+    spans = [
+        span(f"h{i}", None, "web", 10 * i, 100_000, trace=f"h{i}", op="GET /") for i in range(25)
+    ]
+    spans += [
+        span("root", None, "web", 1010, 900_000, trace="t", op="GET /"),
+        span("k1", "root", "auth", 1010.1, 10_000, trace="t", op="check"),
+        span("k2", "root", "cache", 1010.2, 30_000, trace="t", op="get"),
+        span("k0", "h0", "cache", 0.1, 10_000, trace="h0", op="get"),  # cache normally 10 ms
+    ]
+    store = build_store(tmp_path / "s", spans, faults=[fault("f", 1000, "web")])
+    trajectory = run_case(Toolbox(store, store.cases()[0]), ExpertPolicy())
+    assert trajectory.finish == "printed"
+    # the entry service first, then its callees by how slowed they are (cache 3x, auth 1x)
+    assert trajectory.ranking[:3] == [{"service": "web"}, {"service": "cache"}, {"service": "auth"}]

@@ -52,7 +52,9 @@ class ExpertPolicy:
             check = self._next_check(path, steps, turn)
             if check is not None:
                 return check
-        return _call("print_results", root_causes=self._ranking(path, steps))
+        return _call(
+            "print_results", root_causes=self._ranking(path, steps, turn.case.entry_service)
+        )
 
     # --- exploring -----------------------------------------------------------------------
     def _path(self, entry: str, steps: list[Step]) -> list[dict]:
@@ -112,9 +114,21 @@ class ExpertPolicy:
             return path[-1]["span_id"]
         return None
 
-    def _suspects(self, path: list[dict]) -> list[str]:
+    def _suspects(self, path: list[dict], steps: list[Step], entry_service: str) -> list[str]:
+        """Services on the descended path, deepest first; then the entry service and the
+        callees of the entry, most slowed (ratio to normal) first, so that an entry whose
+        excess no single call explains still yields suspects and never an empty answer."""
         services: list[str] = []
         for row in reversed(path):
+            if row["service"] not in services:
+                services.append(row["service"])
+        if entry_service not in services:
+            services.append(entry_service)
+        first = next((s for s in steps if s.tool == "search_traces"), None)
+        rows = first.data.get("rows", []) if first else []
+        for row in sorted(
+            rows, key=lambda r: -(r["duration_us"] / max(r.get("normal_us") or 1.0, 1.0))
+        ):
             if row["service"] not in services:
                 services.append(row["service"])
         return services
@@ -122,15 +136,18 @@ class ExpertPolicy:
     def _next_check(self, path: list[dict], steps: list[Step], turn: Turn) -> Reply | None:
         done = {(s.tool, s.arguments.get("service_name")) for s in steps}
         when = turn.case.entry_start.isoformat()
-        for service in self._suspects(path)[: self.settings.suspects_checked]:
+        suspects = self._suspects(path, steps, turn.case.entry_service)
+        for service in suspects[: self.settings.suspects_checked]:
             for tool in ("search_logs", "search_fluctuating_metrics"):
                 if (tool, service) not in done:
                     return _call(tool, service_name=service, timestamp=when)
         return None
 
     # --- ranking -------------------------------------------------------------------------
-    def _ranking(self, path: list[dict], steps: list[Step]) -> list[dict[str, str]]:
-        suspects = self._suspects(path)
+    def _ranking(
+        self, path: list[dict], steps: list[Step], entry_service: str
+    ) -> list[dict[str, str]]:
+        suspects = self._suspects(path, steps, entry_service)
         score = {
             service: 1.0 - index / (len(suspects) + 1) for index, service in enumerate(suspects)
         }
