@@ -173,30 +173,6 @@ def resolve_gguf(model: str) -> Path:
     )
 
 
-def remove(name: str) -> None:
-    """Delete a cached model and its marker."""
-    path = cached_path(name)
-    for file in (path, path.with_suffix(path.suffix + ".sha256")):
-        file.unlink(missing_ok=True)
-
-
-def copy_into_cache(name: str, file: Path) -> Path:
-    """Adopt an already downloaded model file after checking its hash (offline installs)."""
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != REGISTRY[name].sha256:
-        raise ModelError(f"{file}: sha256 does not match model '{name}'")
-    target = cached_path(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(file, partial)
-    os.replace(partial, target)
-    target.with_suffix(target.suffix + ".sha256").write_text(REGISTRY[name].sha256 + "\n")
-    return target
-
-
 def export_hf(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
     """Turn a GGUF file into a Hugging Face model directory (dequantized) for transformers/TRL.
 

@@ -18,15 +18,12 @@ Ranking = list[dict[str, str]]
 
 
 def _place(store: TelemetryStore, level: str, name: str) -> dict[str, str]:
-    entities = store.entities()
+    """A component named as the tools name it (TelemetryStore.place); nodes stay nodes."""
     if level == Level.POD:
-        entity = entities.get(name)
+        entity = store.entities().get(name)
         if entity and entity.service:
-            replicas = sum(
-                1 for e in entities.values() if e.level == Level.POD and e.service == entity.service
-            )
-            if replicas == 1:
-                return {Level.SERVICE.value: entity.service}
+            placed_level, placed = store.place(entity.service, name)
+            return {placed_level: placed}
     return {level: name}
 
 
@@ -111,11 +108,7 @@ def _is_anomalous(span: dict, factor: float = 3.0) -> bool:
 
 
 def _place_of_span(store: TelemetryStore, span: dict) -> tuple[str, str]:
-    if span["pod"]:
-        place = _place(store, Level.POD.value, span["pod"])
-        ((level, name),) = place.items()
-        return level, name
-    return Level.SERVICE.value, span["service"]
+    return store.place(span["service"], span["pod"])
 
 
 def microrank(store: TelemetryStore, case: FailureCase) -> Ranking:

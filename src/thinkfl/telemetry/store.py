@@ -239,6 +239,7 @@ class TelemetryStore:
         self._local = threading.local()
         self._entities: dict[str, Entity] | None = None
         self._baselines: dict[tuple[str, str], float] | None = None
+        self._replicas: dict[str, int] | None = None
 
     @classmethod
     def open(cls, path: Path | str) -> TelemetryStore:
@@ -348,6 +349,23 @@ class TelemetryStore:
             rows = self.query("SELECT * FROM entities").to_pylist()
             self._entities = {row["name"]: Entity.model_validate(row) for row in rows}
         return self._entities
+
+    def replicas(self) -> dict[str, int]:
+        """Pods per service, counted once."""
+        if self._replicas is None:
+            counts: dict[str, int] = {}
+            for entity in self.entities().values():
+                if entity.level == Level.POD and entity.service:
+                    counts[entity.service] = counts.get(entity.service, 0) + 1
+            self._replicas = counts
+        return self._replicas
+
+    def place(self, service: str, pod: str | None) -> tuple[str, str]:
+        """How a component is named to users and rankings: the pod when its service has
+        several pods, else the service. (level, name)."""
+        if pod and self.replicas().get(service, 0) > 1:
+            return Level.POD.value, pod
+        return Level.SERVICE.value, service
 
     def faults(self) -> list[Fault]:
         return [Fault.model_validate(item) for item in self._read_json(FAULTS)]

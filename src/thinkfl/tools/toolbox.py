@@ -49,6 +49,10 @@ def _schema(properties: dict[str, dict], required: list[str]) -> dict[str, Any]:
 
 
 _STRING = {"type": "string"}
+# the metric and log tools take the same arguments: a component and a time
+_ENTITY_AT_TIME = _schema(
+    {"service_name": _STRING, "timestamp": _STRING}, ["service_name", "timestamp"]
+)
 TOOL_SPECS: list[ToolSpec] = [
     ToolSpec(
         name="search_traces",
@@ -65,17 +69,13 @@ TOOL_SPECS: list[ToolSpec] = [
         name="search_fluctuating_metrics",
         description="Metrics of a service (its pods and their nodes), a pod or a node that "
         "deviate from their normal level around a time (n-sigma test), strongest first.",
-        parameters=_schema(
-            {"service_name": _STRING, "timestamp": _STRING}, ["service_name", "timestamp"]
-        ),
+        parameters=_ENTITY_AT_TIME,
     ),
     ToolSpec(
         name="search_logs",
         description="Error and warning logs of a service, pod or node around a time, "
-        "grouped by message pattern, most severe and frequent first.",
-        parameters=_schema(
-            {"service_name": _STRING, "timestamp": _STRING}, ["service_name", "timestamp"]
-        ),
+        "grouped by message pattern, most unusual first.",
+        parameters=_ENTITY_AT_TIME,
     ),
     ToolSpec(
         name="print_results",
@@ -126,10 +126,6 @@ class Toolbox:
         self.limits = limits or ToolLimits()
         self.origin = case.entry_start
         self.entities = store.entities()
-        self._replicas: dict[str, int] = {}
-        for entity in self.entities.values():
-            if entity.level == Level.POD and entity.service:
-                self._replicas[entity.service] = self._replicas.get(entity.service, 0) + 1
         self._handlers: dict[str, Callable[..., Observation]] = {
             "search_traces": self.search_traces,
             "search_span": self.search_span,
@@ -194,10 +190,8 @@ class Toolbox:
         return self.store.operation_baselines().get((span["service"], span["operation"]))
 
     def _place(self, span: dict) -> str:
-        """Where a span ran, never truncated: its pod when the service has several, else the service."""
-        if span["pod"] and self._replicas.get(span["service"], 0) > 1:
-            return span["pod"]
-        return span["service"]
+        """Where a span ran, never truncated (see TelemetryStore.place)."""
+        return self.store.place(span["service"], span["pod"])[1]
 
     def _span_rows(self, spans: list[dict]) -> list[str]:
         width = max(len(self._place(s)) for s in spans)
