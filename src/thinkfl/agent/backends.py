@@ -38,7 +38,7 @@ def chat_messages(messages: list[Message], native_tools: bool) -> list[dict[str,
     return rendered
 
 
-def _close_open_call(text: str) -> str:
+def close_open_call(text: str) -> str:
     """Generation stops at the closing tag (one call per reply); put the tag back."""
     if OPEN in text and text.rfind(OPEN) > text.rfind(CLOSE):
         return text + CLOSE
@@ -57,17 +57,21 @@ class LlamaCppPolicy:
         n_threads: int | None = None,
         seed: int = 0,
         n_gpu_layers: int = 0,
+        lora_path: Path | str | None = None,
     ) -> None:
         from llama_cpp import Llama  # optional dependency, imported only when used
 
         self.path = Path(model_path)
         self.name = f"llama.cpp:{self.path.name}"
+        if lora_path is not None:
+            self.name += f"+{Path(lora_path).name}"
         self._llm = Llama(
             model_path=str(self.path),
             n_ctx=n_ctx,
             n_threads=n_threads or os.cpu_count(),
             seed=seed,
             n_gpu_layers=n_gpu_layers,
+            lora_path=str(lora_path) if lora_path is not None else None,
             verbose=False,
         )
         self._lock = threading.Lock()
@@ -83,7 +87,7 @@ class LlamaCppPolicy:
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         return Reply(
-            text=_close_open_call(choice["message"].get("content") or ""),
+            text=close_open_call(choice["message"].get("content") or ""),
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
         )
@@ -180,7 +184,7 @@ class OpenAIPolicy:
         usage = body.get("usage") or {}
         text = message.get("content") or ""
         return Reply(
-            text=text if self.native_tools else _close_open_call(text),
+            text=text if self.native_tools else close_open_call(text),
             tool_calls=calls,
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
@@ -191,21 +195,38 @@ class OpenAIPolicy:
 
 
 class TransformersPolicy:
-    """A Hugging Face model directory run with transformers (what training fine-tunes)."""
+    """A Hugging Face model run with transformers: a model directory, a PEFT adapter directory
+    (its base is loaded first), or a live model (the one training is updating)."""
 
     native_tools = False
 
-    def __init__(self, model_dir: Path | str, device: str = "cpu", dtype: str = "float32") -> None:
-        import torch  # optional dependencies, imported only when used
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
+        import torch  # optional dependency, imported only when used
 
-        self.path = Path(model_dir)
-        self.name = f"hf:{self.path.name}"
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
-        self.model.to(device).eval()
+        self.model, self.tokenizer, self.name = model, tokenizer, name
         self._torch = torch
         self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls, model_dir: Path | str, device: str = "cpu", dtype: str = "float32"
+    ) -> TransformersPolicy:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(model_dir)
+        adapter_config = path / "adapter_config.json"
+        if adapter_config.is_file():
+            from peft import PeftModel
+
+            base = json.loads(adapter_config.read_text())["base_model_name_or_path"]
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+            model = PeftModel.from_pretrained(model, path)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model.to(device).eval()
+        return cls(model, tokenizer, f"hf:{path.name}")
 
     def respond(self, turn: Turn) -> Reply:
         encoded = self.tokenizer.apply_chat_template(
@@ -222,6 +243,7 @@ class TransformersPolicy:
         with self._lock, self._torch.no_grad():
             output = self.model.generate(
                 **encoded,
+                use_cache=True,
                 max_new_tokens=turn.max_tokens,
                 stop_strings=[CLOSE],
                 tokenizer=self.tokenizer,
@@ -232,7 +254,7 @@ class TransformersPolicy:
         new_tokens = output[0][prompt_length:]
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         return Reply(
-            text=_close_open_call(text),
+            text=close_open_call(text),
             prompt_tokens=int(prompt_length),
             completion_tokens=int(new_tokens.shape[0]),
         )

@@ -27,6 +27,7 @@ def make_policy(
     api_key: str | None = None,
     native_tools: bool = False,
     n_ctx: int = 8192,
+    adapter: str | None = None,
 ) -> Policy:
     kind = PolicyKind(kind)
     if kind == PolicyKind.EXPERT:
@@ -34,13 +35,13 @@ def make_policy(
     if kind == PolicyKind.LOCAL:
         from thinkfl.agent.backends import LlamaCppPolicy
 
-        return LlamaCppPolicy(resolve_gguf(model or DEFAULT_MODEL), n_ctx=n_ctx)
+        return LlamaCppPolicy(resolve_gguf(model or DEFAULT_MODEL), n_ctx=n_ctx, lora_path=adapter)
     if kind == PolicyKind.HF:
         if not model:
             raise PolicyError("--policy hf needs --model PATH to a Hugging Face model directory")
         from thinkfl.agent.backends import TransformersPolicy
 
-        return TransformersPolicy(model)
+        return TransformersPolicy.load(model)
     if not base_url or not model:
         raise PolicyError(
             "--policy openai needs --base-url (e.g. http://127.0.0.1:8000/v1) and --model"

@@ -1,0 +1,143 @@
+"""Training configuration: one YAML file per stage (configs/*.yaml), validated by pydantic.
+
+A stage config names its run folder; stages of one run share it, and each stage after the
+first starts from the adapter (or full weights) the previous stage left in that folder.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from thinkfl.agent import Budget
+from thinkfl.grader import STAGES, TermSettings, Weights
+
+
+class TrainError(Exception):
+    """A config, data set or model that cannot be trained on; the message says why and the fix."""
+
+
+class Stage(StrEnum):
+    SFT = "sft"
+    STAGE1 = "stage1"
+    STAGE2 = "stage2"
+    STAGE3 = "stage3"
+
+
+ORDER = [Stage.SFT, Stage.STAGE1, Stage.STAGE2, Stage.STAGE3]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSettings(Strict):
+    """What is trained: a registry name (exported from its GGUF), or an HF model directory."""
+
+    base: str = Field("qwen2.5-coder-0.5b", description="registry name or HF model directory")
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    lora: bool = Field(True, description="False: full fine-tuning")
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: list[str] = Field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+    )
+    gradient_checkpointing: bool = False
+
+
+class DataSettings(Strict):
+    """Questions come from stores (simulated or labelled real data); split by fault."""
+
+    stores: list[Path] = Field(min_length=1)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    split_seed: int = 0
+    max_questions: int = Field(0, ge=0, description="0: all training questions")
+
+
+class SFTSettings(Strict):
+    teacher: Literal["expert", "openai"] = "expert"
+    teacher_model: str | None = None  # openai: model name
+    teacher_base_url: str | None = None  # openai: endpoint
+    keep_rank: int = Field(1, ge=1, description="keep trajectories whose truth is in the top k")
+    max_examples: int = Field(100, ge=1, description="the paper used about 100 dialogues")
+    epochs: float = Field(2.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(1, ge=1)
+    gradient_accumulation: int = Field(4, ge=1)
+    max_length: int = Field(4096, ge=64)
+
+
+class GRPOSettings(Strict):
+    weights: Weights | None = Field(None, description="default: the stage's preset")
+    terms: TermSettings = Field(default_factory=TermSettings)
+    steps: int = Field(10, ge=1)
+    questions_per_step: int = Field(1, ge=1)
+    generations: int = Field(4, ge=2, description="rollouts per question (the GRPO group)")
+    repeat_questions: int = Field(1, ge=1, description="stage 2: each question this many times")
+    learning_rate: float = Field(1e-5, gt=0)
+    beta: float = Field(0.0, ge=0, description="KL coefficient to the base model (0: no KL)")
+    temperature: float = Field(0.7, gt=0)
+    budget: Budget = Field(
+        default_factory=lambda: Budget(max_depth=8, hard_cap=12, max_tokens_per_turn=160)
+    )
+
+
+class TrainConfig(Strict):
+    stage: Stage
+    run: Path = Field(description="run folder shared by the stages of one run")
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    data: DataSettings
+    sft: SFTSettings = Field(default_factory=SFTSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    seed: int = 0
+    save_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    resume: bool = Field(True, description="continue from the stage's last checkpoint")
+    use_vllm: bool = Field(False, description="GPU: generate with vLLM (colocated)")
+    deepspeed: Path | None = Field(None, description="GPU: a DeepSpeed JSON config")
+
+    @model_validator(mode="after")
+    def _stage_weights(self) -> TrainConfig:
+        if self.stage != Stage.SFT and self.grpo.weights is None:
+            self.grpo.weights = STAGES[self.stage.value]
+        return self
+
+    @property
+    def out(self) -> Path:
+        return self.run / self.stage.value
+
+    def previous(self) -> Path | None:
+        """The folder of the stage this one continues from (None for the first stage)."""
+        index = ORDER.index(self.stage)
+        return self.run / ORDER[index - 1].value if index else None
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a YAML stage config; relative paths in it are taken from the current directory."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise TrainError(f"{path}: cannot read ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise TrainError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(raw, dict):
+        raise TrainError(f"{path}: expected a mapping with at least 'stage', 'run' and 'data'")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
+        )
+        raise TrainError(f"{path}: {problems}. Fix: see configs/*.yaml for the fields") from None

@@ -1,0 +1,124 @@
+"""Stage 0, the SFT cold start: a teacher's trajectories that solved their case, assistant
+tokens only (tool observations and prompts are masked out of the loss)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from thinkfl.agent import Budget, ExpertPolicy, Trajectory, load_jsonl, run_case, save_jsonl
+from thinkfl.agent.policy import Policy
+from thinkfl.grader import MatchLevel, rank_of_truth
+from thinkfl.train.config import SFTSettings, TrainConfig, TrainError
+from thinkfl.train.data import Question
+from thinkfl.train.tokens import tokenize_conversation
+
+QuestionDone = Callable[[Question, Trajectory, bool], None]
+
+
+def teacher(settings: SFTSettings) -> Policy:
+    if settings.teacher == "expert":
+        return ExpertPolicy()
+    if not settings.teacher_model or not settings.teacher_base_url:
+        raise TrainError(
+            "sft.teacher openai needs sft.teacher_model and sft.teacher_base_url "
+            "(an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1)"
+        )
+    from thinkfl.agent.backends import OpenAIPolicy
+
+    return OpenAIPolicy(settings.teacher_base_url, settings.teacher_model)
+
+
+def solved(trajectory: Trajectory, question: Question, keep_rank: int) -> bool:
+    if trajectory.finish != "printed" or trajectory.truth is None:
+        return False
+    rank = rank_of_truth(
+        trajectory.ranking, trajectory.truth, question.store.entities(), MatchLevel.STRICT
+    )
+    return rank is not None and rank < keep_rank
+
+
+def collect_demonstrations(
+    questions: list[Question],
+    settings: SFTSettings,
+    path: Path,
+    on_question: QuestionDone = lambda _q, _t, _k: None,
+) -> list[Trajectory]:
+    """Solved teacher trajectories, saved to `path`; an existing file is reused (resume)."""
+    if path.is_file():
+        return list(load_jsonl(path))
+    policy, kept = teacher(settings), []
+    for question in questions:
+        trajectory = run_case(question.toolbox(), policy, Budget())
+        keep = solved(trajectory, question, settings.keep_rank)
+        on_question(question, trajectory, keep)
+        if keep:
+            kept.append(trajectory)
+            if len(kept) >= settings.max_examples:
+                break
+    if not kept:
+        raise TrainError(
+            f"the {settings.teacher} teacher solved none of {len(questions)} training questions "
+            f"within rank {settings.keep_rank}. Fix: raise sft.keep_rank or add data"
+        )
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    save_jsonl(kept, partial)
+    partial.replace(path)
+    return kept
+
+
+def sft_dataset(trajectories: list[Trajectory], tokenizer: Any, max_length: int) -> Any:
+    from datasets import Dataset
+
+    rows: dict[str, list] = {"input_ids": [], "assistant_masks": []}
+    for trajectory in trajectories:
+        tokens = tokenize_conversation(tokenizer, trajectory.messages)
+        rows["input_ids"].append(tokens.input_ids[:max_length])
+        rows["assistant_masks"].append(tokens.mask[:max_length])
+    return Dataset.from_dict(rows)
+
+
+def train_sft(
+    config: TrainConfig,
+    questions: list[Question],
+    callbacks: list[Any],
+    on_question: QuestionDone = lambda _q, _t, _k: None,
+) -> tuple[Any, Any]:
+    """Train and return (model, tokenizer); the caller saves the stage."""
+    from trl import SFTConfig, SFTTrainer
+
+    from thinkfl.train.weights import has_cuda, last_checkpoint, load_for_training
+
+    demonstrations = collect_demonstrations(
+        questions, config.sft, config.out / "demonstrations.jsonl", on_question
+    )
+    model, tokenizer = load_for_training(config.model, previous=None)
+    s = config.sft
+    args = SFTConfig(
+        output_dir=str(config.out / "checkpoints"),
+        num_train_epochs=s.epochs,
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation,
+        learning_rate=s.learning_rate,
+        max_length=s.max_length,
+        logging_steps=1,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        report_to=[],
+        seed=config.seed,
+        lr_scheduler_type="constant",
+        gradient_checkpointing=config.model.gradient_checkpointing,
+        deepspeed=str(config.deepspeed) if config.deepspeed else None,
+        bf16=config.model.dtype == "bfloat16" and has_cuda(),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=sft_dataset(demonstrations, tokenizer, s.max_length),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(config))
+    return trainer.model, tokenizer
