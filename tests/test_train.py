@@ -215,6 +215,7 @@ def tiny_config(stage: str, run: Path, base: Path, store: Path) -> TrainConfig:
                 "repeat_questions": 2,
                 "budget": {"max_depth": 2, "hard_cap": 3, "max_tokens_per_turn": 16},
             },
+            "save_steps": 1,
         }
     )
 
@@ -272,6 +273,12 @@ def test_every_stage_trains_through_the_agent_loop(tiny_base, sim_store, tmp_pat
                 # a repeated question with a repeated path scores below its first visit
                 assert signal
         previous = tensors
+    # A longer stage 3 resumes from its last checkpoint: one more step, not three.
+    longer = config.model_copy(update={"grpo": config.grpo.model_copy(update={"steps": 3})})
+    run_stage(longer)
+    steps = [r["step"] for r in read_rows(run / "stage3" / "metrics.jsonl") if "loss" in r]
+    assert steps == [1, 2, 3]
+    assert len(read_rows(run / "stage3" / "rollouts.jsonl")) == 3 * config.grpo.generations
     png = report(run)
     assert png.is_file() and png.stat().st_size > 10_000
 
@@ -386,8 +393,12 @@ def test_lora_gguf_changes_llama_cpp_like_the_hf_adapter(smollm2, smollm2_hf, tm
 
     def llama_cpp_logits(lora_path: Path | None) -> np.ndarray:
         llm = Llama(
-            model_path=str(smollm2), lora_path=str(lora_path) if lora_path else None,
-            n_ctx=256, n_threads=2, logits_all=True, verbose=False,
+            model_path=str(smollm2),
+            lora_path=str(lora_path) if lora_path else None,
+            n_ctx=256,
+            n_threads=2,
+            logits_all=True,
+            verbose=False,
         )
         llm.eval(ids)
         return np.array(llm.scores[len(ids) - 1])
@@ -400,3 +411,21 @@ def test_lora_gguf_changes_llama_cpp_like_the_hf_adapter(smollm2, smollm2_hf, tm
     miss = np.linalg.norm(cpp_lora - hf_lora)
     assert miss < 0.35 * shift
     assert miss < np.linalg.norm(cpp_lora - cpp_base) / 3
+
+
+def test_adapter_choice_for_local_models(tmp_path, monkeypatch):
+    from thinkfl.agent import models
+
+    monkeypatch.setattr(models, "ADAPTERS_DIR", tmp_path)
+    assert models.resolve_adapter(None, None) is None  # nothing shipped: the bare base
+    shipped = tmp_path / models.BUNDLED_ADAPTERS["qwen2.5-coder-0.5b"]
+    shipped.write_bytes(b"GGUF")
+    assert models.resolve_adapter(None, None) == shipped  # shipped: the default model uses it
+    assert models.resolve_adapter("qwen2.5-coder-0.5b", None) == shipped
+    assert models.resolve_adapter("smollm2-135m", None) is None  # not for other models
+    assert models.resolve_adapter(None, "none") is None  # the base, on request
+    own = tmp_path / "mine.gguf"
+    own.write_bytes(b"GGUF")
+    assert models.resolve_adapter(None, str(own)) == own
+    with pytest.raises(models.ModelError, match=r"adapter 'missing\.gguf' not found"):
+        models.resolve_adapter(None, "missing.gguf")

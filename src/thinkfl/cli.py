@@ -339,7 +339,11 @@ def localize(
         bool, typer.Option(help="openai: use the endpoint's tool calling")
     ] = False,
     adapter: Annotated[
-        str | None, typer.Option(help="local: a LoRA adapter .gguf (e.g. from `thinkfl train`)")
+        str | None,
+        typer.Option(
+            help="local: a LoRA adapter .gguf from `thinkfl train`; 'none' for the bare base "
+            "(default: the adapter shipped for the default model, if any)"
+        ),
     ] = None,
     max_depth: Annotated[
         int, typer.Option(help="exploring tool calls before a forced answer")
@@ -397,7 +401,11 @@ def evaluate_command(
     model: Annotated[str | None, typer.Option(help="model for local/hf/openai methods")] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: endpoint")] = None,
     adapter: Annotated[
-        str | None, typer.Option(help="local: a LoRA adapter .gguf (e.g. from `thinkfl train`)")
+        str | None,
+        typer.Option(
+            help="local: a LoRA adapter .gguf from `thinkfl train`; 'none' for the bare base "
+            "(default: the adapter shipped for the default model, if any)"
+        ),
     ] = None,
     max_depth: Annotated[
         int, typer.Option(help="exploring tool calls before a forced answer")

@@ -76,6 +76,11 @@ REGISTRY: dict[str, ModelSource] = {
     )
 }
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+# LoRA adapters trained by `thinkfl train` and shipped with the package (llama.cpp GGUF),
+# applied by default to their registry model where they beat it (docs/results.md).
+ADAPTERS_DIR = Path(__file__).resolve().parents[1] / "data" / "adapters"
+BUNDLED_ADAPTERS = {"qwen2.5-coder-0.5b": "thinkfl-qwen2.5-coder-0.5b-lora.gguf"}
+NO_ADAPTER = "none"
 
 
 class ModelError(Exception):
@@ -171,6 +176,23 @@ def resolve_gguf(model: str) -> Path:
         "Fix: give a path to a .gguf file, an HF model directory with --policy hf, or an "
         "endpoint with --policy openai"
     )
+
+
+def resolve_adapter(model: str | None, adapter: str | None) -> Path | None:
+    """The LoRA adapter for a local model: the one given, none (`none`), or by default the
+    adapter bundled for that registry model, when the package ships one."""
+    if adapter == NO_ADAPTER:
+        return None
+    if adapter is not None:
+        path = Path(adapter).expanduser()
+        if not path.is_file():
+            raise ModelError(
+                f"adapter '{adapter}' not found. Fix: give the adapter.gguf a training stage "
+                f"wrote (RUN/<stage>/adapter.gguf), or '{NO_ADAPTER}' for the base model"
+            )
+        return path
+    bundled = ADAPTERS_DIR / BUNDLED_ADAPTERS.get(model or DEFAULT_MODEL, "-")
+    return bundled if bundled.is_file() else None
 
 
 def export_hf(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from thinkfl.agent.expert import ExpertPolicy
-from thinkfl.agent.models import DEFAULT_MODEL, resolve_gguf
+from thinkfl.agent.models import DEFAULT_MODEL, resolve_adapter, resolve_gguf
 from thinkfl.agent.policy import Policy
 
 
@@ -35,7 +35,8 @@ def make_policy(
     if kind == PolicyKind.LOCAL:
         from thinkfl.agent.backends import LlamaCppPolicy
 
-        return LlamaCppPolicy(resolve_gguf(model or DEFAULT_MODEL), n_ctx=n_ctx, lora_path=adapter)
+        lora = resolve_adapter(model, adapter)
+        return LlamaCppPolicy(resolve_gguf(model or DEFAULT_MODEL), n_ctx=n_ctx, lora_path=lora)
     if kind == PolicyKind.HF:
         if not model:
             raise PolicyError("--policy hf needs --model PATH to a Hugging Face model directory")
