@@ -429,3 +429,20 @@ def test_adapter_choice_for_local_models(tmp_path, monkeypatch):
     assert models.resolve_adapter(None, str(own)) == own
     with pytest.raises(models.ModelError, match=r"adapter 'missing\.gguf' not found"):
         models.resolve_adapter(None, "missing.gguf")
+
+
+def test_plain_calls_keep_every_call_and_drop_the_tags(sim_store):
+    from thinkfl.agent import parse_tool_calls
+    from thinkfl.train.sft import plain_calls
+
+    store = TelemetryStore.open(sim_store)
+    trajectory = run_case(Toolbox(store, store.cases()[0]), ExpertPolicy())
+    rewritten = plain_calls(trajectory.messages)
+    assert len(rewritten) == len(trajectory.messages)
+    for before, after in zip(trajectory.messages, rewritten, strict=True):
+        if before.role != "assistant":
+            assert after == before
+            continue
+        assert "<tool_call>" in before.content and "tool_call" not in after.content
+        assert after.content.startswith('{"name": ')
+        assert parse_tool_calls(after.content) == parse_tool_calls(before.content)

@@ -194,6 +194,10 @@ class OpenAIPolicy:
         self._client.close()
 
 
+def _as_list(value: int | list[int] | None) -> list[int]:
+    return [] if value is None else [value] if isinstance(value, int) else list(value)
+
+
 class TransformersPolicy:
     """A Hugging Face model run with transformers: a model directory, a PEFT adapter directory
     (its base is loaded first), or a live model (the one training is updating)."""
@@ -251,10 +255,17 @@ class TransformersPolicy:
                 **sampling,
             )
         prompt_length = encoded["input_ids"].shape[1]
-        new_tokens = output[0][prompt_length:]
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        new_tokens = output[0][prompt_length:].tolist()
+        # Keep special tokens the model wrote (Qwen's <tool_call> is one) so the text
+        # re-tokenizes to what was generated (training re-tokenizes it); drop only the
+        # end-of-turn / padding the chat template adds back.
+        ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        ends |= set(_as_list(self.model.generation_config.eos_token_id))
+        while new_tokens and new_tokens[-1] in ends:
+            new_tokens.pop()
+        text = self.tokenizer.decode(new_tokens, skip_special_tokens=False)
         return Reply(
             text=close_open_call(text),
             prompt_tokens=int(prompt_length),
-            completion_tokens=int(new_tokens.shape[0]),
+            completion_tokens=int(output.shape[1] - prompt_length),
         )

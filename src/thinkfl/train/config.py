@@ -78,6 +78,11 @@ class SFTSettings(Strict):
     batch_size: int = Field(1, ge=1)
     gradient_accumulation: int = Field(4, ge=1)
     max_length: int = Field(4096, ge=64)
+    plain_calls: bool = Field(
+        True,
+        description="teach calls as bare JSON, without the <tool_call> tags: in small Qwen "
+        "models the tags are untrained special tokens (docs/training.md)",
+    )
 
 
 class GRPOSettings(Strict):

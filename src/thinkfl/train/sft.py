@@ -3,11 +3,21 @@ tokens only (tool observations and prompts are masked out of the loss)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from thinkfl.agent import Budget, ExpertPolicy, Trajectory, load_jsonl, run_case, save_jsonl
+from thinkfl.agent import (
+    Budget,
+    ExpertPolicy,
+    Message,
+    Trajectory,
+    load_jsonl,
+    parse_tool_calls,
+    run_case,
+    save_jsonl,
+)
 from thinkfl.agent.policy import Policy
 from thinkfl.grader import MatchLevel, rank_of_truth
 from thinkfl.train.config import SFTSettings, TrainConfig, TrainError
@@ -69,12 +79,30 @@ def collect_demonstrations(
     return kept
 
 
-def sft_dataset(trajectories: list[Trajectory], tokenizer: Any, max_length: int) -> Any:
+def plain_calls(messages: list[Message]) -> list[Message]:
+    """Assistant turns rewritten as their tool calls in bare JSON, one per line."""
+    rewritten = []
+    for message in messages:
+        calls = parse_tool_calls(message.content) if message.role == "assistant" else []
+        if calls:
+            text = "\n".join(
+                json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False)
+                for c in calls
+            )
+            message = message.model_copy(update={"content": text})
+        rewritten.append(message)
+    return rewritten
+
+
+def sft_dataset(
+    trajectories: list[Trajectory], tokenizer: Any, max_length: int, plain: bool = True
+) -> Any:
     from datasets import Dataset
 
     rows: dict[str, list] = {"input_ids": [], "assistant_masks": []}
     for trajectory in trajectories:
-        tokens = tokenize_conversation(tokenizer, trajectory.messages)
+        messages = plain_calls(trajectory.messages) if plain else trajectory.messages
+        tokens = tokenize_conversation(tokenizer, messages)
         rows["input_ids"].append(tokens.input_ids[:max_length])
         rows["assistant_masks"].append(tokens.mask[:max_length])
     return Dataset.from_dict(rows)
@@ -116,7 +144,7 @@ def train_sft(
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(demonstrations, tokenizer, s.max_length),
+        train_dataset=sft_dataset(demonstrations, tokenizer, s.max_length, s.plain_calls),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
