@@ -30,8 +30,10 @@ def grpo_args(config: TrainConfig) -> Any:
     return GRPOConfig(
         output_dir=str(config.out / "checkpoints"),
         max_steps=g.steps,
-        per_device_train_batch_size=g.generations * g.questions_per_step,
-        gradient_accumulation_steps=1,
+        # One rollout per forward/backward (memory), all of a step's rollouts generated
+        # together and accumulated into one optimizer step.
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=g.generations * g.questions_per_step,
         num_generations=g.generations,
         learning_rate=g.learning_rate,
         beta=g.beta,
