@@ -446,3 +446,24 @@ def test_plain_calls_keep_every_call_and_drop_the_tags(sim_store):
         assert "<tool_call>" in before.content and "tool_call" not in after.content
         assert after.content.startswith('{"name": ')
         assert parse_tool_calls(after.content) == parse_tool_calls(before.content)
+
+
+def test_the_shipped_adapter_is_a_qwen2_lora_for_llama_cpp():
+    import gguf
+
+    from thinkfl.agent import models
+
+    path = models.resolve_adapter(None, None)
+    assert path is not None and path.parent == models.ADAPTERS_DIR
+    reader = gguf.GGUFReader(str(path))
+
+    def text(key: str) -> str:
+        field = reader.fields[key]
+        return bytes(field.parts[field.data[0]]).decode()
+
+    assert text("general.type") == "adapter" and text("adapter.type") == "lora"
+    assert text("general.architecture") == "qwen2"
+    names = {t.name for t in reader.tensors}
+    # LoRA r=8 on the 7 projections of each of the 24 layers, A and B each
+    assert len(names) == 24 * 7 * 2
+    assert "blk.0.attn_q.weight.lora_a" in names and "blk.23.ffn_down.weight.lora_b" in names
