@@ -550,7 +550,8 @@ def demo(
     )
     if policy == PolicyKind.LOCAL:
         console.print(
-            "The default model is the base model, not yet fine-tuned for this task. Compare: "
+            "The default model is Qwen2.5-Coder-0.5B with the shipped LoRA adapter, trained on a "
+            "2-core CPU budget (docs/results.md: still far below the expert). Compare: "
             f"thinkfl localize {out} --case {failure.case_id} --policy expert",
             soft_wrap=True,
         )
