@@ -467,3 +467,68 @@ def test_the_shipped_adapter_is_a_qwen2_lora_for_llama_cpp():
     # LoRA r=8 on the 7 projections of each of the 24 layers, A and B each
     assert len(names) == 24 * 7 * 2
     assert "blk.0.attn_q.weight.lora_a" in names and "blk.23.ffn_down.weight.lora_b" in names
+
+
+# --- starting weights: dtype, imported GGUF adapters ---------------------------------------
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "fma"}, "float32"),
+        ({"avx2", "avx512_bf16"}, "bfloat16"),
+        ({"amx_bf16"}, "bfloat16"),
+    ],
+)
+def test_auto_dtype_is_bf16_only_where_the_cpu_computes_in_it(monkeypatch, flags, expected):
+    import torch
+
+    from thinkfl.train import weights
+    from thinkfl.train.config import ModelSettings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(weights, "_cpu_flags", lambda: flags)
+    assert weights.resolve_dtype(ModelSettings()) == expected
+    # an explicit dtype is taken as given
+    assert weights.resolve_dtype(ModelSettings(dtype="bfloat16")) == "bfloat16"
+
+
+@pytest.mark.slow
+def test_a_gguf_adapter_imports_back_to_the_peft_adapter(tiny_base, sim_store, tmp_path):
+    """Export then import gives the PEFT tensors back (f16 precision; the llama q/k row
+    permutation undone), and `model.init_adapter` starts a stage from it without a previous
+    stage in the run."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from thinkfl.train.export import export_lora_gguf
+    from thinkfl.train.weights import starting_weights
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "down_proj"], init_lora_weights=False
+    )
+    get_peft_model(model, lora).save_pretrained(tmp_path / "adapter")
+    gguf_path = export_lora_gguf(tmp_path / "adapter", tmp_path / "adapter.gguf")
+    original = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+
+    config = tiny_config("stage2", tmp_path / "run", tiny_base, sim_store)
+    config.model.init_adapter = str(gguf_path)
+    assert config.previous() is None  # stage1 is not needed
+    imported = starting_weights(config)
+    assert imported == tmp_path / "run" / "stage2" / "init-adapter"
+    tensors = load_file(str(imported / "adapter_model.safetensors"))
+    assert sorted(tensors) == sorted(original)
+    for key, value in original.items():
+        assert torch.allclose(tensors[key], value, atol=2e-3, rtol=2e-3), key
+    settings = json.loads((imported / "adapter_config.json").read_text())
+    assert settings["r"] == 4 and settings["lora_alpha"] == 8
+    assert sorted(settings["target_modules"]) == ["down_proj", "k_proj", "q_proj"]
+
+    config.model.init_adapter = str(tmp_path / "missing.gguf")
+    with pytest.raises(TrainError, match=r"init_adapter: adapter '.*missing\.gguf' not found"):
+        starting_weights(config)
+    config.model.init_adapter, config.model.lora = str(gguf_path), False
+    with pytest.raises(TrainError, match=r"needs model\.lora: true"):
+        starting_weights(config)

@@ -39,7 +39,16 @@ class ModelSettings(Strict):
     """What is trained: a registry name (exported from its GGUF), or an HF model directory."""
 
     base: str = Field("qwen2.5-coder-0.5b", description="registry name or HF model directory")
-    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="auto: bfloat16 where the hardware computes in it (CUDA, or a CPU with "
+        "avx512_bf16/amx_bf16), else float32 — emulated bf16 on other CPUs is >20x slower",
+    )
+    init_adapter: str | None = Field(
+        None,
+        description="start from this LoRA adapter instead of the previous stage's weights: a "
+        "GGUF LoRA file, a bundled adapter's name, or a PEFT adapter folder",
+    )
     lora: bool = Field(True, description="False: full fine-tuning")
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
@@ -124,9 +133,12 @@ class TrainConfig(Strict):
         return self.run / self.stage.value
 
     def previous(self) -> Path | None:
-        """The folder of the stage this one continues from (None for the first stage)."""
+        """The folder of the stage this one continues from (None for the first stage, or when
+        `model.init_adapter` names the starting weights)."""
         index = ORDER.index(self.stage)
-        return self.run / ORDER[index - 1].value if index else None
+        if not index or self.model.init_adapter is not None:
+            return None
+        return self.run / ORDER[index - 1].value
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -1,15 +1,18 @@
-"""A trained PEFT LoRA adapter as a GGUF LoRA file, so llama.cpp serves base + adapter.
+"""LoRA adapters between PEFT and GGUF: export so llama.cpp serves base + adapter, import so
+training continues from a GGUF adapter (e.g. the one shipped with the package).
 
 llama.cpp names tensors its own way (`blk.N.attn_q.weight`); `gguf`'s tensor-name map gives
 that name for each Hugging Face module, and the adapter tensors are written as
 `<name>.lora_a` / `<name>.lora_b`. For llama-architecture models the converter permutes the
-rows of q/k projections for its rotary layout; the same permutation applies to lora_b.
+rows of q/k projections for its rotary layout; the same permutation applies to lora_b (and
+is undone on import).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +32,32 @@ def _permute_rows(weights: np.ndarray, heads: int) -> np.ndarray:
     )
 
 
-def export_lora_gguf(adapter: Path, out: Path) -> Path:
-    """Convert `adapter` (a PEFT LoRA folder) to one GGUF file at `out` (temp, then rename)."""
-    import gguf
-    from safetensors.numpy import load_file
+def _unpermute_rows(weights: np.ndarray, heads: int) -> np.ndarray:
+    """The inverse of `_permute_rows`."""
+    rows = weights.shape[0]
+    return (
+        weights.reshape(heads, rows // heads // 2, 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
-    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
-    base = Path(adapter_config["base_model_name_or_path"])
+
+# The projections LoRA targets in qwen2/llama decoder layers, by their HF module names.
+_LAYER_MODULES = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+]
+
+
+def _arch(base: Path) -> tuple[dict, object]:
+    """(config.json of the base, its gguf MODEL_ARCH); only architectures llama.cpp LoRA takes."""
+    import gguf
+
     config = json.loads((base / "config.json").read_text())
     arches = {"qwen2": gguf.MODEL_ARCH.QWEN2, "llama": gguf.MODEL_ARCH.LLAMA}
     if config.get("model_type") not in arches:
@@ -43,7 +65,16 @@ def export_lora_gguf(adapter: Path, out: Path) -> Path:
             f"{base}/config.json: model_type '{config.get('model_type')}' has no GGUF LoRA export "
             f"here (supported: {', '.join(arches)}). Fix: serve the adapter with --policy hf"
         )
-    arch = arches[config["model_type"]]
+    return config, arches[config["model_type"]]
+
+
+def export_lora_gguf(adapter: Path, out: Path) -> Path:
+    """Convert `adapter` (a PEFT LoRA folder) to one GGUF file at `out` (temp, then rename)."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    config, arch = _arch(Path(adapter_config["base_model_name_or_path"]))
     names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
     heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads")
     tensors = load_file(str(adapter / "adapter_model.safetensors"))
@@ -75,4 +106,72 @@ def export_lora_gguf(adapter: Path, out: Path) -> Path:
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
+    return out
+
+
+def import_lora_gguf(source: Path, base: Path, out: Path) -> Path:
+    """Convert the GGUF LoRA file `source`, made for the HF model at `base`, to a PEFT adapter
+    folder at `out` (temp, then rename): the inverse of `export_lora_gguf`."""
+    import gguf
+    from peft import LoraConfig
+    from safetensors.numpy import save_file
+
+    config, arch = _arch(base)
+    names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
+    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads")
+    modules = {
+        names.get_name(f"model.layers.{layer}.{module}.weight", try_suffixes=(".weight",)): (
+            f"model.layers.{layer}.{module}"
+        )
+        for layer in range(config["num_hidden_layers"])
+        for module in _LAYER_MODULES
+    }
+    try:
+        reader = gguf.GGUFReader(str(source))
+    except (OSError, ValueError) as error:
+        raise TrainError(f"{source}: not a readable GGUF file ({error})") from None
+    alpha = reader.get_field(gguf.Keys.Adapter.LORA_ALPHA)
+    if alpha is None:
+        raise TrainError(f"{source}: no {gguf.Keys.Adapter.LORA_ALPHA}; not a GGUF LoRA adapter")
+    tensors: dict[str, np.ndarray] = {}
+    ranks: set[int] = set()
+    for tensor in reader.tensors:
+        target, _, part = tensor.name.rpartition(".")
+        module = modules.get(target)
+        if part not in ("lora_a", "lora_b") or module is None:
+            raise TrainError(
+                f"{source}: tensor '{tensor.name}' is not a LoRA tensor of a "
+                f"{config['model_type']} layer projection with {config['num_hidden_layers']} "
+                f"layers. Fix: import it with the base model it was trained on ({base})"
+            )
+        weights = np.array(tensor.data, dtype=np.float32)
+        if (
+            part == "lora_b"
+            and arch == gguf.MODEL_ARCH.LLAMA
+            and module.endswith(("q_proj", "k_proj"))
+        ):
+            weights = _unpermute_rows(
+                weights, heads if module.endswith("q_proj") else kv_heads or heads
+            )
+        if part == "lora_a":
+            ranks.add(weights.shape[0])
+        tensors[f"{_PREFIX}{module}.lora_{part[-1].upper()}.weight"] = weights
+    if len(ranks) != 1:
+        raise TrainError(f"{source}: expected one LoRA rank over all tensors, found {ranks}")
+    targets = sorted({key.split(".lora_")[0].rsplit(".", 1)[1] for key in tensors})
+    partial = out.with_name(f".{out.name}.partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    try:
+        LoraConfig(
+            r=ranks.pop(),
+            lora_alpha=float(alpha.contents()),
+            target_modules=targets,
+            task_type="CAUSAL_LM",
+            base_model_name_or_path=str(base),
+        ).save_pretrained(str(partial))
+        save_file(tensors, str(partial / "adapter_model.safetensors"))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return out

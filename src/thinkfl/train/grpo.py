@@ -22,7 +22,7 @@ def grpo_args(config: TrainConfig) -> Any:
     """TRL's GRPOConfig for a stage (also checked by the scale-path configs' test)."""
     from trl import GRPOConfig
 
-    from thinkfl.train.weights import has_cuda
+    from thinkfl.train.weights import has_cuda, resolve_dtype
 
     g = config.grpo
     assert g.weights is not None  # filled from the stage preset by TrainConfig
@@ -47,7 +47,7 @@ def grpo_args(config: TrainConfig) -> Any:
         use_vllm=config.use_vllm,
         vllm_mode="colocate",
         deepspeed=str(config.deepspeed) if config.deepspeed else None,
-        bf16=config.model.dtype == "bfloat16" and has_cuda(),
+        bf16=resolve_dtype(config.model) == "bfloat16" and has_cuda(),
         lr_scheduler_type="constant",
         log_completions=False,
         gradient_checkpointing=config.model.gradient_checkpointing,
@@ -61,11 +61,11 @@ def train_grpo(
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from thinkfl.train.weights import last_checkpoint, load_for_training
+    from thinkfl.train.weights import last_checkpoint, load_for_training, starting_weights
 
     g = config.grpo
     assert g.weights is not None
-    model, tokenizer = load_for_training(config.model, config.previous())
+    model, tokenizer = load_for_training(config.model, starting_weights(config))
     budget = g.budget.model_copy(update={"temperature": g.temperature})
     rollouts = Rollouts(
         questions, MultiFactorGrader(g.weights, g.terms), budget, tokenizer, config.out, log

@@ -117,12 +117,18 @@ def train_sft(
     """Train and return (model, tokenizer); the caller saves the stage."""
     from trl import SFTConfig, SFTTrainer
 
-    from thinkfl.train.weights import has_cuda, last_checkpoint, load_for_training
+    from thinkfl.train.weights import (
+        has_cuda,
+        last_checkpoint,
+        load_for_training,
+        resolve_dtype,
+        starting_weights,
+    )
 
     demonstrations = collect_demonstrations(
         questions, config.sft, config.out / "demonstrations.jsonl", on_question
     )
-    model, tokenizer = load_for_training(config.model, previous=None)
+    model, tokenizer = load_for_training(config.model, starting_weights(config))
     s = config.sft
     args = SFTConfig(
         output_dir=str(config.out / "checkpoints"),
@@ -139,7 +145,7 @@ def train_sft(
         lr_scheduler_type="constant",
         gradient_checkpointing=config.model.gradient_checkpointing,
         deepspeed=str(config.deepspeed) if config.deepspeed else None,
-        bf16=config.model.dtype == "bfloat16" and has_cuda(),
+        bf16=resolve_dtype(config.model) == "bfloat16" and has_cuda(),
     )
     trainer = SFTTrainer(
         model=model,

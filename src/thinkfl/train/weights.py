@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from thinkfl.agent.models import REGISTRY, cache_dir, export_hf, pull
+from thinkfl.agent.models import REGISTRY, ModelError, cache_dir, export_hf, pull, resolve_adapter
 from thinkfl.train.config import ModelSettings, TrainConfig, TrainError
 
 ADAPTER_DIR = "adapter"  # what a stage leaves for the next one: a PEFT adapter ...
@@ -40,21 +40,76 @@ def stage_weights(folder: Path) -> Path:
     )
 
 
-def load_for_training(settings: ModelSettings, previous: Path | None) -> tuple[Any, Any]:
-    """(model, tokenizer); a LoRA model continues the previous stage's adapter when given."""
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+
+
+def resolve_dtype(settings: ModelSettings) -> str:
+    """The dtype to train in: `auto` is bfloat16 only where the hardware computes in it."""
+    if settings.dtype != "auto":
+        return settings.dtype
+    import torch
+
+    if torch.cuda.is_available():
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if _cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
+INIT_ADAPTER_DIR = "init-adapter"  # model.init_adapter, imported as a PEFT folder
+
+
+def starting_weights(config: TrainConfig) -> Path | None:
+    """What a stage starts from: `model.init_adapter`, the previous stage's weights, or the
+    base (None)."""
+    source = config.model.init_adapter
+    if source is None:
+        previous = config.previous()
+        return stage_weights(previous) if previous is not None else None
+    if not config.model.lora:
+        raise TrainError(
+            "model.init_adapter needs model.lora: true (an adapter is continued as LoRA). "
+            "Fix: set lora: true, or drop init_adapter for full fine-tuning"
+        )
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "adapter_config.json").is_file():
+            raise TrainError(
+                f"model.init_adapter '{source}': a folder without adapter_config.json. Fix: give "
+                "a PEFT adapter folder (RUN/<stage>/adapter), a GGUF LoRA file or a bundled name"
+            )
+        return path
+    from thinkfl.agent.models import ADAPTERS_DIR, BUNDLED_ADAPTERS
+    from thinkfl.train.export import import_lora_gguf
+
+    bundled = {name.removesuffix(".gguf") for name in BUNDLED_ADAPTERS.values()}
+    if source in bundled:
+        path = ADAPTERS_DIR / f"{source}.gguf"
+    try:
+        gguf_file = resolve_adapter(config.model.base, str(path))
+    except ModelError as error:
+        raise TrainError(f"model.init_adapter: {error}") from None
+    assert gguf_file is not None
+    return import_lora_gguf(gguf_file, base_dir(config.model), config.out / INIT_ADAPTER_DIR)
+
+
+def load_for_training(settings: ModelSettings, start: Path | None) -> tuple[Any, Any]:
+    """(model, tokenizer); a LoRA model continues the adapter `start` when given."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = getattr(torch, settings.dtype)
+    dtype = getattr(torch, resolve_dtype(settings))
     base = base_dir(settings)
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    start = stage_weights(previous) if previous is not None else None
     if not settings.lora:
         model = AutoModelForCausalLM.from_pretrained(start or base, dtype=dtype)
-    elif start is not None and start.name == ADAPTER_DIR:
+    elif start is not None and (start / "adapter_config.json").is_file():
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
         model = PeftModel.from_pretrained(model, start, is_trainable=True)
     else:
