@@ -22,7 +22,7 @@ def grpo_args(config: TrainConfig) -> Any:
     """TRL's GRPOConfig for a stage (also checked by the scale-path configs' test)."""
     from trl import GRPOConfig
 
-    from thinkfl.train.weights import has_cuda, resolve_dtype
+    from thinkfl.train.weights import trains_in_bf16
 
     g = config.grpo
     assert g.weights is not None  # filled from the stage preset by TrainConfig
@@ -47,7 +47,7 @@ def grpo_args(config: TrainConfig) -> Any:
         use_vllm=config.use_vllm,
         vllm_mode="colocate",
         deepspeed=str(config.deepspeed) if config.deepspeed else None,
-        bf16=resolve_dtype(config.model) == "bfloat16" and has_cuda(),
+        bf16=trains_in_bf16(config.model),
         lr_scheduler_type="constant",
         log_completions=False,
         gradient_checkpointing=config.model.gradient_checkpointing,

@@ -118,11 +118,10 @@ def train_sft(
     from trl import SFTConfig, SFTTrainer
 
     from thinkfl.train.weights import (
-        has_cuda,
         last_checkpoint,
         load_for_training,
-        resolve_dtype,
         starting_weights,
+        trains_in_bf16,
     )
 
     demonstrations = collect_demonstrations(
@@ -145,7 +144,7 @@ def train_sft(
         lr_scheduler_type="constant",
         gradient_checkpointing=config.model.gradient_checkpointing,
         deepspeed=str(config.deepspeed) if config.deepspeed else None,
-        bf16=resolve_dtype(config.model) == "bfloat16" and has_cuda(),
+        bf16=trains_in_bf16(config.model),
     )
     trainer = SFTTrainer(
         model=model,

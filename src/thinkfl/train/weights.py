@@ -59,6 +59,12 @@ def resolve_dtype(settings: ModelSettings) -> str:
     return "bfloat16" if _cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
 
 
+def trains_in_bf16(settings: ModelSettings) -> bool:
+    """Whether the trainer's bf16 mixed precision applies (CUDA only; on a CPU the model's
+    dtype alone decides)."""
+    return resolve_dtype(settings) == "bfloat16" and has_cuda()
+
+
 INIT_ADAPTER_DIR = "init-adapter"  # model.init_adapter, imported as a PEFT folder
 
 
