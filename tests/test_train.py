@@ -540,3 +540,24 @@ def test_a_gguf_adapter_imports_back_to_the_peft_adapter(tiny_base, sim_store, t
     config.model.init_adapter, config.model.lora = str(gguf_path), False
     with pytest.raises(TrainError, match=r"needs model\.lora: true"):
         starting_weights(config)
+
+
+@pytest.mark.slow
+def test_gpu_path_script_records_facts_and_speed_on_a_cpu(smollm2_hf, tmp_path):
+    """bench/gpu_path.py is run on lent GPU machines only; its CPU run keeps it from rotting."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "bench" / "gpu_path.py"), "--model-dir"]
+    command += [str(smollm2_hf), "--out", str(out), "--work", str(tmp_path / "work")]
+    command += ["--arch", "tiny", "--phases", "speed"]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    phases = json.loads((out / "summary.json").read_text())["phases"]
+    facts = phases["facts"]
+    assert facts["cuda"] is False and facts["trainer_bf16"] is False
+    assert facts["dtype_auto_resolves_to"] in {"float32", "bfloat16"}
+    assert phases["random base"]["layers"] == 2
+    cpu = phases["speed (GPU bf16 vs CPU float32)"]["cpu_float32"]
+    assert cpu["step_256_s"] > 0 and cpu["generate_tok_per_s"] > 0
+    assert "## facts" in (out / "summary.md").read_text()
