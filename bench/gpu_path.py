@@ -165,9 +165,10 @@ def step_seconds(model: Any, tokens: int, device: str, repeats: int = 3) -> floa
     return statistics.median(times)
 
 
-def generation_tokens_per_s(model: Any, device: str, new_tokens: int) -> float:
-    """Greedy generation of exactly `new_tokens` after a 1k-token prompt, as in a rollout."""
-    ids = torch.randint(0, model.config.vocab_size, (1, 1024), device=device)
+def generation_tokens_per_s(model: Any, device: str, new_tokens: int, prompt: int = 1024) -> float:
+    """Greedy generation of exactly `new_tokens` after a `prompt`-token prompt (1k: as in a
+    rollout)."""
+    ids = torch.randint(0, model.config.vocab_size, (1, prompt), device=device)
     kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False}
     with torch.no_grad():
         model.generate(input_ids=ids, max_new_tokens=4, do_sample=False)  # warm-up
@@ -302,16 +303,11 @@ def decode_profile(base: Path, device: str = "cuda") -> dict[str, Any]:
     bare forward pass of one decoding step (KV cache of 1024 tokens)."""
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype).to(device).eval()
-    result: dict[str, Any] = {}
-    for prompt in (16, 1024):
-        ids = torch.randint(0, model.config.vocab_size, (1, prompt), device=device)
-        with torch.no_grad():
-            model.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
-            synchronize(device)
-            began = time.perf_counter()
-            model.generate(input_ids=ids, max_new_tokens=64, min_new_tokens=64, do_sample=False)
-            synchronize(device)
-        result[f"generate_prompt_{prompt}_tok_per_s"] = 64 / (time.perf_counter() - began)
+    result: dict[str, Any] = {
+        f"generate_prompt_{prompt}_tok_per_s": generation_tokens_per_s(model, device, 64, prompt)
+        for prompt in (16, 1024)
+    }
+    ids = torch.randint(0, model.config.vocab_size, (1, 1024), device=device)
     with torch.no_grad():
         past = model(input_ids=ids, use_cache=True).past_key_values
         token = ids[:, -1:]

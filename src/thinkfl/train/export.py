@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +56,29 @@ _LAYER_MODULES = [
 ]
 
 
-def _arch(base: Path) -> tuple[dict, object]:
-    """(config.json of the base, its gguf MODEL_ARCH); only architectures llama.cpp LoRA takes."""
+@dataclass
+class _Layout:
+    """What converting an adapter of one base model needs: its config.json, its gguf
+    architecture and the HF -> llama.cpp tensor-name map."""
+
+    config: dict
+    arch: Any
+    names: Any
+
+    def rotary_heads(self, module: str) -> int | None:
+        """The heads by which lora_b rows are (un)permuted: llama q/k projections only."""
+        import gguf
+
+        if self.arch != gguf.MODEL_ARCH.LLAMA or not module.endswith(("q_proj", "k_proj")):
+            return None
+        heads = self.config["num_attention_heads"]
+        return (
+            heads if module.endswith("q_proj") else self.config.get("num_key_value_heads") or heads
+        )
+
+
+def _layout(base: Path) -> _Layout:
+    """The layout of the HF model at `base`; only architectures llama.cpp LoRA takes."""
     import gguf
 
     config = json.loads((base / "config.json").read_text())
@@ -65,7 +88,8 @@ def _arch(base: Path) -> tuple[dict, object]:
             f"{base}/config.json: model_type '{config.get('model_type')}' has no GGUF LoRA export "
             f"here (supported: {', '.join(arches)}). Fix: serve the adapter with --policy hf"
         )
-    return config, arches[config["model_type"]]
+    arch = arches[config["model_type"]]
+    return _Layout(config, arch, gguf.get_tensor_name_map(arch, config["num_hidden_layers"]))
 
 
 def export_lora_gguf(adapter: Path, out: Path) -> Path:
@@ -74,12 +98,10 @@ def export_lora_gguf(adapter: Path, out: Path) -> Path:
     from safetensors.numpy import load_file
 
     adapter_config = json.loads((adapter / "adapter_config.json").read_text())
-    config, arch = _arch(Path(adapter_config["base_model_name_or_path"]))
-    names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
-    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads")
+    layout = _layout(Path(adapter_config["base_model_name_or_path"]))
     tensors = load_file(str(adapter / "adapter_model.safetensors"))
     partial = out.with_name(f".{out.name}.partial")
-    writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[arch])
+    writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[layout.arch])
     writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(adapter_config["lora_alpha"]))
@@ -87,15 +109,13 @@ def export_lora_gguf(adapter: Path, out: Path) -> Path:
         if ".lora_A." not in key:
             continue
         module = key.removeprefix(_PREFIX).split(".lora_A.")[0]
-        target = names.get_name(f"{module}.weight", try_suffixes=(".weight",))
+        target = layout.names.get_name(f"{module}.weight", try_suffixes=(".weight",))
         if target is None:
             raise TrainError(f"{adapter}: no llama.cpp tensor for module '{module}'")
         lora_a = tensors[key].astype(np.float32)
         lora_b = tensors[key.replace(".lora_A.", ".lora_B.")].astype(np.float32)
-        if arch == gguf.MODEL_ARCH.LLAMA and module.endswith(("q_proj", "k_proj")):
-            lora_b = _permute_rows(
-                lora_b, heads if module.endswith("q_proj") else kv_heads or heads
-            )
+        if heads := layout.rotary_heads(module):
+            lora_b = _permute_rows(lora_b, heads)
         writer.add_tensor(f"{target}.lora_a", lora_a.astype(np.float16))
         writer.add_tensor(f"{target}.lora_b", lora_b.astype(np.float16))
     try:
@@ -116,11 +136,10 @@ def import_lora_gguf(source: Path, base: Path, out: Path) -> Path:
     from peft import LoraConfig
     from safetensors.numpy import save_file
 
-    config, arch = _arch(base)
-    names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
-    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads")
+    layout = _layout(base)
+    config = layout.config
     modules = {
-        names.get_name(f"model.layers.{layer}.{module}.weight", try_suffixes=(".weight",)): (
+        layout.names.get_name(f"model.layers.{layer}.{module}.weight", try_suffixes=(".weight",)): (
             f"model.layers.{layer}.{module}"
         )
         for layer in range(config["num_hidden_layers"])
@@ -145,14 +164,8 @@ def import_lora_gguf(source: Path, base: Path, out: Path) -> Path:
                 f"layers. Fix: import it with the base model it was trained on ({base})"
             )
         weights = np.array(tensor.data, dtype=np.float32)
-        if (
-            part == "lora_b"
-            and arch == gguf.MODEL_ARCH.LLAMA
-            and module.endswith(("q_proj", "k_proj"))
-        ):
-            weights = _unpermute_rows(
-                weights, heads if module.endswith("q_proj") else kv_heads or heads
-            )
+        if part == "lora_b" and (heads := layout.rotary_heads(module)):
+            weights = _unpermute_rows(weights, heads)
         if part == "lora_a":
             ranks.add(weights.shape[0])
         tensors[f"{_PREFIX}{module}.lora_{part[-1].upper()}.weight"] = weights
