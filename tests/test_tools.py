@@ -123,14 +123,17 @@ def test_search_traces_lists_children_failing_and_slowest_first(box):
     obs = box.call("search_traces", {"parent_span_id": "root0001"})
     assert obs.ok and obs.data["children"] == ["call0001", "cat00001"]
     assert obs.text.splitlines() == [
-        "2 child spans of root0001 (frontend, 2000.0 ms), failing and slowest first:",
+        "2 child spans of root0001 (frontend, 2000.0 ms), failing, strongest evidence and slowest first:",
         "call0001  frontend  "
         + "GET cart".ljust(40)
-        + " start +0.010s     1900.0 ms  100.0x normal  ok",
+        + " start +0.010s     1900.0 ms  100.0x normal  ok  | deeper: cart-1 0.9 at span cart0001",
         "cat00001  frontend  "
         + "GET catalog".ljust(40)
         + " start +0.010s       30.0 ms    1.0x normal  ok",
     ]
+    # cart-1's cpu (95 against a median of 11, MAD 1) is a metric shift of capped strength 4:
+    # fused 0.4 x log2(1 + 4) = 0.93, shown on the call whose subtree reaches cart-1.
+    assert obs.data["rows"][0]["below_at"] == "cart-1" and obs.data["rows"][0]["here"] == 0
     deeper = box.call("search_traces", {"parent_span_id": "call"})  # a unique prefix in this trace
     assert deeper.data["children"] == ["cart0001"] and "error" in deeper.text
     leaf = box.call("search_traces", {"parent_span_id": "cart0001"})
@@ -154,9 +157,9 @@ def test_fluctuating_metrics_cover_a_service_its_pods_and_nodes(box):
     obs = box.call(
         "search_fluctuating_metrics", {"service_name": "cart", "timestamp": at(1020).isoformat()}
     )
-    # cart-1 cpu: |95 - 11| / 1 = 84 sigma; n6 disk: flat baseline 1.0 -> floor 0.01 -> 50 sigma;
+    # cart-1 cpu: |95 - 11| / 1 = 84 sigma; n6 disk: flat baseline 1.0 -> floor 0.05 -> 10 sigma;
     # cart-0 cpu 12 is 1 sigma (not listed); cart-10 is another service's pod (never matched).
-    assert obs.data["fluctuating"] == [("cart-1", "cpu", 84.0, "pod"), ("n6", "disk", 50.0, "node")]
+    assert obs.data["fluctuating"] == [("cart-1", "cpu", 84.0, "pod"), ("n6", "disk", 10.0, "node")]
     assert "cart-10" not in obs.text
     pod = box.call(
         "search_fluctuating_metrics", {"service_name": "cart-0", "timestamp": at(1020).isoformat()}
@@ -171,7 +174,11 @@ def test_logs_are_grouped_by_pattern_most_severe_first(box):
         ("error", "redis timeout after <*> ms", 3, 0.0),
         ("warn", "slow GC pause", 1, 0.0),
     ]
-    assert obs.text.splitlines()[1].startswith(
+    # no baseline lines of cart at all: no normal mix, so no shift is claimed
+    assert obs.text.splitlines()[0] == (
+        "no log shifts of cart in the case window (against its normal)."
+    )
+    assert obs.text.splitlines()[2].startswith(
         "ERROR x3    usual 0.0   first +1.000s cart-1: redis timeout after 300 ms"
     )
     node = box.call("search_logs", {"service_name": "n5", "timestamp": at(1012).timestamp()})

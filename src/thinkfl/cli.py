@@ -46,6 +46,25 @@ def _counting_progress(label: str) -> Progress:
     )
 
 
+def _start_from_evidence(store: Path) -> None:
+    """Restart every case of a store from an entry trace through its strongest evidence."""
+    from thinkfl.evidence.start import choose_starts
+
+    opened = TelemetryStore.open(store)
+    total = len(opened.cases())
+    if not total:
+        return
+    progress = _counting_progress("[bold]evidence[/] start points")
+    with progress:
+        task = progress.add_task("cases", total=total)
+        chosen = choose_starts(opened, on_case=lambda _c: progress.update(task, advance=1))
+    opened.save_cases(chosen)
+    moved = sum(c.start_component is not None for c in chosen)
+    console.print(
+        f"[green]start points[/]: {moved} of {total} cases start from a trace through their strongest evidence"
+    )
+
+
 def _fail(error: Exception) -> typer.Exit:
     errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
@@ -82,6 +101,7 @@ def ingest(
                 on_plan=lambda total: progress.update(task, total=total),
                 on_file=lambda name: progress.update(task, advance=1, description=name[-28:]),
             )
+        _start_from_evidence(result.store)
     except TelemetryError as error:
         raise _fail(error) from None
     counts = ", ".join(f"{value:,} {name}" for name, value in result.counts.items())
@@ -121,6 +141,8 @@ def cases(
             listed = extract_cases(opened, CaseRules(**overrides)).cases
             if save:
                 opened.save_cases(listed)
+                _start_from_evidence(store)
+                listed = TelemetryStore.open(store).cases()
         else:
             listed = opened.cases()
     except TelemetryError as error:
@@ -132,6 +154,7 @@ def cases(
     for column in ("case", "root cause (level: entity)", "fault type", "entry span", "x base"):
         table.add_column(column, no_wrap=True)
     table.add_column("anomaly", no_wrap=True)
+    table.add_column("start through", no_wrap=True)
     for case in listed:
         table.add_row(
             case.case_id,
@@ -140,6 +163,7 @@ def cases(
             case.entry_span_id[:16],
             f"{case.latency_ratio:.1f}",
             f"{case.anomaly.value} ({case.anomalous_traces})",
+            case.start_component or "slowest",
         )
     console.print(table)
 
@@ -175,6 +199,7 @@ def simulate(
                 overwrite=force,
                 on_case=lambda _i: progress.update(task, advance=1),
             )
+        _start_from_evidence(path)
     except (TelemetryError, ValueError) as error:
         raise _fail(error) from None
     counts = ", ".join(f"{v:,} {k}" for k, v in TelemetryStore.open(path).manifest.counts.items())

@@ -3,13 +3,18 @@
 It is the SFT teacher and a strong non-LLM baseline. Each reply is a pure function of the
 steps so far (no hidden state), so a run can be replayed and resumed.
 
-1. Descend the call tree from the entry span: at each span follow the failing child, else
-   the slowest one, while that child explains a large share of its parent's duration
-   (`explain_share`); stop at a leaf or where the time is spent in the span itself.
-2. Check logs and metrics of the suspects: the services on that path, deepest first.
-3. Rank: the deepest service on the path first, then by evidence (error logs, fluctuating
-   metrics), then the rest of the path; a pod or node whose metrics stand out among the
-   suspect's components is added right after its service.
+Version 2 follows the evidence the tools show (docs/evidence.md):
+1. Descend the call tree from the entry span: at each span take the child whose own
+   component or subtree carries the strongest evidence (a failing child first); descend
+   into it while the evidence lies deeper than the child itself (`deeper: ...` in the
+   observation), and stop at the child whose own component carries it — across a
+   caller->callee gap too, since the gap is the callee's evidence. Where no child shows
+   evidence, fall back to the slow path: the failing child, else the one that explains
+   `explain_share` of its parent's excess latency.
+2. Check logs and metrics of the suspects: components with evidence, strongest first, then
+   the services on the path, deepest first.
+3. Rank: components by their evidence score, then the path (deepest first); a pod or node
+   whose metrics stand out among the suspect's components right after its service.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def _call(name: str, **arguments: object) -> Reply:
 
 class ExpertPolicy:
     name = "expert"
+    version = 2
     native_tools = False
 
     def __init__(self, settings: ExpertSettings | None = None) -> None:
@@ -60,10 +66,11 @@ class ExpertPolicy:
     def _path(self, entry: str, steps: list[Step]) -> list[dict]:
         """The spans descended so far, root first, as rows {span_id, service, pod, ...}.
 
-        At each span the candidates are its failing children, else the children that take
-        at least `explain_share` of its time, slowest first; a candidate already seen to be a
-        leaf is passed over while another remains, so a slow internal leaf (a handler span)
-        does not hide the sibling that carries the call chain.
+        At each span: the evidence rule (module doc) when a child shows evidence; else the
+        failing children, else those that take at least `explain_share` of its time,
+        slowest first, a candidate already seen to be a leaf passed over while another
+        remains, so a slow internal leaf (a handler span) does not hide the sibling that
+        carries the call chain.
         """
         by_parent = {
             s.data["parent"]: s.data
@@ -73,6 +80,23 @@ class ExpertPolicy:
         path: list[dict] = []
         current = entry
         while current in by_parent:
+            guided = self._by_evidence(by_parent[current])
+            if guided == "here":
+                break  # the current span's own component carries the strongest evidence
+            if guided is not None:
+                chosen, deeper = guided
+                path.append(chosen)
+                if not deeper or not chosen.get("below_span"):
+                    break
+                # jump straight to the shallowest span of the component the evidence names
+                target = chosen["below_span"]
+                if target in by_parent:
+                    where = by_parent[target].get("where", {})
+                    path.append({"span_id": target, "status": "unset", **where})
+                else:
+                    path.append({"span_id": target, "service": chosen["below_service"]})
+                current = target
+                continue
             candidates = self._candidates(by_parent[current])
             if not candidates:
                 break
@@ -85,6 +109,20 @@ class ExpertPolicy:
                 break
             current = chosen["span_id"]
         return path
+
+    def _by_evidence(self, data: dict) -> tuple[dict, bool] | str | None:
+        """The child carrying the strongest evidence (its own or below it) and whether the
+        evidence lies deeper; "here" when the span's own component is stronger than all of
+        its children; None when no evidence shows at all (the slow-path rule applies)."""
+        own = data.get("parent_flags", {}).get("here", 0.0)
+        rows = [r for r in data["rows"] if max(r.get("here", 0.0), r.get("below", 0.0)) > 0]
+        if not rows:
+            return "here" if own > 0 else None
+        failing = [r for r in rows if r["status"] == "error"]
+        best = max(failing or rows, key=lambda r: max(r["here"], r["below"]))
+        if own >= max(best["here"], best["below"]):
+            return "here"
+        return best, best["below"] > best["here"]
 
     def _candidates(self, data: dict) -> list[dict]:
         """Failing children first; else children carrying most of the parent's excess latency.
@@ -114,11 +152,37 @@ class ExpertPolicy:
             return path[-1]["span_id"]
         return None
 
+    @staticmethod
+    def _evidence_seen(steps: list[Step]) -> dict[str, tuple[float, dict[str, str]]]:
+        """Service -> (the strongest evidence score shown for it or its pods, that component)."""
+        best: dict[str, tuple[float, dict[str, str]]] = {}
+        for step in steps:
+            if step.tool != "search_traces":
+                continue
+            shown = [
+                (row.get("here", 0.0), row.get("service"), row.get("level"), row.get("name"))
+                for row in [*step.data.get("rows", []), step.data.get("parent_flags", {})]
+            ] + [
+                (
+                    row.get("below", 0.0),
+                    row.get("below_service"),
+                    row.get("below_level"),
+                    row.get("below_at"),
+                )
+                for row in step.data.get("rows", [])
+            ]
+            for score, service, level, name in shown:
+                if service and score > best.get(service, (0.0, {}))[0]:
+                    best[service] = (score, {level: name})
+        return best
+
     def _suspects(self, path: list[dict], steps: list[Step], entry_service: str) -> list[str]:
-        """Services on the descended path, deepest first; then the entry service and the
-        callees of the entry, most slowed (ratio to normal) first, so that an entry whose
-        excess no single call explains still yields suspects and never an empty answer."""
-        services: list[str] = []
+        """Services with evidence, strongest first; then those on the descended path,
+        deepest first; then the entry service and the callees of the entry, most slowed
+        (ratio to normal) first, so that an entry whose excess no single call explains
+        still yields suspects and never an empty answer."""
+        seen = self._evidence_seen(steps)
+        services: list[str] = sorted(seen, key=lambda s: -seen[s][0])
         for row in reversed(path):
             if row["service"] not in services:
                 services.append(row["service"])
@@ -148,6 +212,9 @@ class ExpertPolicy:
         self, path: list[dict], steps: list[Step], entry_service: str
     ) -> list[dict[str, str]]:
         suspects = self._suspects(path, steps, entry_service)
+        seen = self._evidence_seen(steps)
+        if seen:
+            return self._evidence_ranking(suspects, seen, steps, path)
         score = {
             service: 1.0 - index / (len(suspects) + 1) for index, service in enumerate(suspects)
         }
@@ -188,6 +255,46 @@ class ExpertPolicy:
                 if row.get(key) and {key: row[key]} not in result:
                     result.append({key: row[key]})
         return result
+
+    def _evidence_ranking(
+        self,
+        suspects: list[str],
+        seen: dict[str, tuple[float, dict[str, str]]],
+        steps: list[Step],
+        path: list[dict],
+    ) -> list[dict[str, str]]:
+        """Components in order of the evidence shown for them, then the other suspects;
+        a node whose metrics carry evidence follows the service it hosts."""
+        result: list[dict[str, str]] = []
+        for service in suspects:
+            component = seen.get(service, (0.0, {"service": service}))[1]
+            for item in (component, {"service": service}):
+                if item not in result:
+                    result.append(item)
+            for node in self._metric_nodes(steps, service):
+                if node not in result:
+                    result.append(node)
+        for row in path:
+            for key in ("pod", "node"):
+                if len(result) >= self.settings.min_candidates:
+                    break
+                if row.get(key) and {key: row[key]} not in result:
+                    result.append({key: row[key]})
+        return result
+
+    @staticmethod
+    def _metric_nodes(steps: list[Step], service: str) -> list[dict[str, str]]:
+        """Nodes with metric evidence in the metric observation of a service."""
+        nodes: list[dict[str, str]] = []
+        for step in steps:
+            if (
+                step.tool == "search_fluctuating_metrics"
+                and step.arguments.get("service_name") == service
+            ):
+                for item in step.data.get("evidence", []):
+                    if item["level"] == "node" and {"node": item["entity"]} not in nodes:
+                        nodes.append({"node": item["entity"]})
+        return nodes
 
     def _lone_pod(self, fluctuating: list, covered: list) -> dict[str, str] | None:
         """The one pod, among two or more of a service, whose metrics stand out (z >= 5)."""

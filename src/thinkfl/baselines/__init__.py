@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+from thinkfl.evidence import evidence_for
 from thinkfl.telemetry import FailureCase, Level, TelemetryStore
 
 Ranking = list[dict[str, str]]
@@ -51,6 +52,15 @@ def most_frequent(store: TelemetryStore, case: FailureCase) -> Ranking:
     return ranking
 
 
+def evidence_ranking(store: TelemetryStore, case: FailureCase) -> Ranking:
+    """The evidence layer's fused ranking, then the busiest services (never empty)."""
+    ranking = [{score.level: score.entity} for score in evidence_for(store, case).rank()]
+    for service in _services_by_activity(store, case):
+        if {Level.SERVICE.value: service} not in ranking:
+            ranking.append({Level.SERVICE.value: service})
+    return ranking
+
+
 from thinkfl.baselines.classical import baro, microrank, n_sigma, tracerca  # noqa: E402
 
 BASELINES: dict[str, Baseline] = {
@@ -60,6 +70,7 @@ BASELINES: dict[str, Baseline] = {
     "baro": baro,
     "microrank": microrank,
     "tracerca": tracerca,
+    "evidence": evidence_ranking,
 }
 
 __all__ = [
@@ -67,6 +78,7 @@ __all__ = [
     "Baseline",
     "Ranking",
     "baro",
+    "evidence_ranking",
     "microrank",
     "most_frequent",
     "n_sigma",

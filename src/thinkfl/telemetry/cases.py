@@ -81,12 +81,10 @@ CROSS JOIN fallback f
 """
 
 
-def extract_cases(store: TelemetryStore, rules: CaseRules | None = None) -> CaseExtraction:
-    """Build one failure case per labelled fault in the store (see the module rules)."""
-    rules = rules or CaseRules()
-    faults = store.faults()
-    if not faults:
-        return CaseExtraction(cases=[])
+def _scored_entries(
+    store: TelemetryStore, faults: list[Fault], rules: CaseRules
+) -> dict[str, list[dict]]:
+    """Entry spans in each fault's window with their latency ratio, by fault id."""
     con = store.con
     con.register("fault_windows", _windows(faults, rules))
     try:
@@ -97,6 +95,16 @@ def extract_cases(store: TelemetryStore, rules: CaseRules | None = None) -> Case
     by_fault: dict[str, list[dict]] = {}
     for row in scored:
         by_fault.setdefault(row["fault_id"], []).append(row)
+    return by_fault
+
+
+def extract_cases(store: TelemetryStore, rules: CaseRules | None = None) -> CaseExtraction:
+    """Build one failure case per labelled fault in the store (see the module rules)."""
+    rules = rules or CaseRules()
+    faults = store.faults()
+    if not faults:
+        return CaseExtraction(cases=[])
+    by_fault = _scored_entries(store, faults, rules)
     cases: list[FailureCase] = []
     without: list[str] = []
     for fault in faults:
@@ -135,3 +143,42 @@ def _case_from(fault: Fault, candidates: list[dict], rules: CaseRules) -> Failur
         latency_ratio=round(float(entry["ratio"]), 3),
         anomalous_traces=len(anomalous),
     )
+
+
+def restart_through(
+    store: TelemetryStore, case: FailureCase, level: str, name: str, rules: CaseRules | None = None
+) -> FailureCase | None:
+    """The case started instead from the most anomalous entry trace of its window that passes
+    through the component (level, name); None when no entry trace of the window does.
+
+    Used with a label-free choice of component (the strongest evidence): code-level faults
+    barely change latency, so the slowest entry trace often never reaches the culprit.
+    """
+    rules = rules or CaseRules()
+    column = {"pod": "pod", "node": "node"}.get(level, "service")
+    through = {
+        row["trace_id"]
+        for row in store.query(
+            f"SELECT DISTINCT trace_id FROM spans WHERE {column} = ? AND start BETWEEN ? AND ?",
+            [name, case.window_start, case.window_end],
+        ).to_pylist()
+    }
+    faults = store.faults() or [
+        Fault(fault_id=case.fault_id, time=case.inject_time, truth=case.truth)
+    ]
+    window_rules = rules.model_copy(
+        update={
+            "before_s": (case.inject_time - case.window_start).total_seconds(),
+            "after_s": (case.window_end - case.inject_time).total_seconds(),
+        }
+    )
+    rows = _scored_entries(store, faults, window_rules).get(case.fault_id, [])
+    candidates = [row for row in rows if row["trace_id"] in through]
+    if not candidates:
+        return None
+    chosen = _case_from(
+        Fault(fault_id=case.fault_id, time=case.inject_time, truth=case.truth),
+        candidates,
+        window_rules,
+    )
+    return chosen.model_copy(update={"case_id": case.case_id, "start_component": f"{level}:{name}"})

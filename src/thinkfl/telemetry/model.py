@@ -167,6 +167,11 @@ class FailureCase(BaseModel):
     anomalous_traces: int = Field(
         description="entry traces in the window that passed the thresholds"
     )
+    start_component: str | None = Field(
+        None,
+        description="level:name of the component the entry trace was chosen to pass through "
+        "(the strongest label-free evidence); None: the slowest entry trace",
+    )
 
 
 class Manifest(BaseModel):

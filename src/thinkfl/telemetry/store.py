@@ -270,12 +270,13 @@ class TelemetryStore:
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         """First and last timestamp of any span, metric sample or log record."""
-        low, high = self.con.execute(
+        # fetchall: a fetchone() would leave the cursor's result unfinished (DuckDB 2)
+        low, high = self.con.sql(
             "SELECT min(t0), max(t1) FROM ("
             "SELECT min(start) t0, max(start) t1 FROM spans UNION ALL "
             "SELECT min(time), max(time) FROM metrics UNION ALL "
             "SELECT min(time), max(time) FROM logs)"
-        ).fetchone()
+        ).fetchall()[0]
         return (low, high) if low is not None else None
 
     @property

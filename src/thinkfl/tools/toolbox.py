@@ -10,7 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from thinkfl.evidence import Evidence, EvidenceItem, EvidenceKind, evidence_for
 from thinkfl.telemetry import Entity, FailureCase, Level, TelemetryStore
+
+LOG_KINDS = {EvidenceKind.LOG_DROP, EvidenceKind.LOG_RISE}
+METRIC_KINDS = {EvidenceKind.SATURATION, EvidenceKind.METRIC_SHIFT}
 
 
 class ToolLimits(BaseModel):
@@ -24,6 +28,8 @@ class ToolLimits(BaseModel):
     current_after_s: float = Field(300.0, description="tested window ends after t")
     log_window_s: float = Field(60.0, description="logs within +- this of t")
     log_baseline_windows: int = Field(5, ge=1, description="windows before, for usual rates")
+    max_evidence_rows: int = Field(4, ge=1, description="evidence items shown per observation")
+    error_rows: int = Field(3, ge=1, description="error/warning patterns shown by search_logs")
 
 
 class Observation(BaseModel):
@@ -126,6 +132,9 @@ class Toolbox:
         self.limits = limits or ToolLimits()
         self.origin = case.entry_start
         self.entities = store.entities()
+        self._evidence: Evidence | None = None
+        self._subtrees: dict[str, dict[tuple[str, str], str]] | None = None
+        self._services: dict[str, str] | None = None
         self._handlers: dict[str, Callable[..., Observation]] = {
             "search_traces": self.search_traces,
             "search_span": self.search_span,
@@ -133,6 +142,102 @@ class Toolbox:
             "search_logs": self.search_logs,
             "print_results": self.print_results,
         }
+
+    # --- evidence ------------------------------------------------------------------------
+    @property
+    def evidence(self) -> Evidence:
+        """The case's label-free evidence (computed once, cached in the store)."""
+        if self._evidence is None:
+            self._evidence = evidence_for(self.store, self.case)
+        return self._evidence
+
+    def _score(self, level: str, name: str) -> tuple[float, list[EvidenceItem]]:
+        found = self.evidence.score_of(level, name)
+        return (found.score, found.items) if found else (0.0, [])
+
+    def _service_of(self, span_id: str) -> str:
+        if not span_id:
+            return ""
+        if self._services is None:
+            spans = self.store.trace(self.case.entry_trace_id).to_pylist()
+            self._services = {row["span_id"]: row["service"] for row in spans}
+        return self._services.get(span_id, "")
+
+    def _subtree_places(self, span_id: str) -> dict[tuple[str, str], str]:
+        """The components a span's descendants in the entry trace ran on (itself excluded)."""
+        if self._subtrees is None:
+            spans = self.store.trace(self.case.entry_trace_id).to_pylist()
+            self._subtrees = _descendant_places(spans, self.store.place)
+        return self._subtrees.get(span_id, {})
+
+    def _flags(self, span: dict) -> dict[str, Any]:
+        """Evidence of a span's own component, and the strongest below it in this trace."""
+        level, name = self.store.place(span["service"], span["pod"])
+        here, items = self._score(level, name)
+        lifted, lifted_items = self._score(Level.SERVICE.value, span["service"])
+        if lifted > here:  # every pod of the service shows it: the service is the component
+            level, name, here, items = Level.SERVICE.value, span["service"], lifted, lifted_items
+        below = max(
+            (
+                (self._score(lv, nm)[0], nm, lv, first, self._service_of(first))
+                for (lv, nm), first in self._subtree_places(span["span_id"]).items()
+                if (lv, nm) != (level, name)
+            ),
+            default=(0.0, "", "", "", ""),
+        )
+        kinds = sorted({i.kind.value for i in items})
+        return {
+            "service": span["service"],
+            "level": level,
+            "name": name,
+            "here": round(here, 2),
+            "kinds": kinds,
+            "below": round(below[0], 2),
+            "below_at": below[1],
+            "below_level": below[2],
+            "below_span": below[3],
+            "below_service": below[4],
+        }
+
+    def _items_of(self, entity: Entity, kinds: set[EvidenceKind]) -> list[EvidenceItem]:
+        """Evidence items of kinds about an entity and what it covers, strongest first."""
+        names = set(self._covered(entity))
+        items = [
+            item
+            for score in self.evidence.rank()
+            if score.entity in names
+            for item in score.items
+            if item.kind in kinds
+        ]
+        return sorted(items, key=lambda i: -i.strength)[: self.limits.max_evidence_rows]
+
+    @staticmethod
+    def _item_row(item: EvidenceItem) -> str:
+        label = {
+            EvidenceKind.LOG_DROP: "DROP",
+            EvidenceKind.LOG_RISE: "RISE",
+            EvidenceKind.SATURATION: "SATURATED",
+            EvidenceKind.METRIC_SHIFT: "SHIFT",
+        }.get(item.kind, item.kind.value)
+        return f"  {label} {item.entity} {item.short().split(' ', 1)[1]} (x{item.strength:.1f})"
+
+    def _evidence_block(self, entity: Entity, kinds: set[EvidenceKind], what: str) -> str:
+        items = self._items_of(entity, kinds)
+        if not items:
+            return f"no {what} of {entity.name} in the case window (against its normal)."
+        head = f"{what} of {entity.name} in the case window, now vs normal:"
+        return "\n".join([head, *(self._item_row(i) for i in items)])
+
+    @staticmethod
+    def _flag_text(flags: dict[str, Any]) -> str:
+        parts = []
+        if flags["here"] > 0:
+            parts.append(f"evidence {flags['here']:.1f} ({', '.join(flags['kinds'])})")
+        if flags["below"] > flags["here"]:
+            parts.append(
+                f"deeper: {flags['below_at']} {flags['below']:.1f} at span {flags['below_span']}"
+            )
+        return ("  | " + "; ".join(parts)) if parts else ""
 
     # --- dispatch ------------------------------------------------------------------------
     def call(self, name: str, arguments: dict[str, Any] | None) -> Observation:
@@ -159,8 +264,10 @@ class Toolbox:
     def _rel(self, when: datetime) -> str:
         return f"{(when - self.origin).total_seconds():+.3f}s"
 
-    def _cut(self, rows: list[str], total: int, what: str) -> tuple[str, bool]:
-        shown = rows[: self.limits.max_rows]
+    def _cut(
+        self, rows: list[str], total: int, what: str, limit: int | None = None
+    ) -> tuple[str, bool]:
+        shown = rows[: limit or self.limits.max_rows]
         cut = total > len(shown)
         if cut:
             shown.append(f"... {total - len(shown)} more {what} not shown")
@@ -195,7 +302,7 @@ class Toolbox:
 
     def _span_rows(self, spans: list[dict]) -> list[str]:
         width = max(len(self._place(s)) for s in spans)
-        return [self._span_row(s, width) for s in spans]
+        return [self._span_row(s, width) + self._flag_text(self._flags(s)) for s in spans]
 
     def _span_row(self, span: dict, width: int = 0) -> str:
         normal = self._normal_us(span)
@@ -216,6 +323,7 @@ class Toolbox:
     def _row_data(self, span: dict) -> dict:
         row = {k: span[k] for k in ("span_id", "service", "pod", "node", "duration_us", "status")}
         row["normal_us"] = self._normal_us(span)
+        row.update(self._flags(span))
         return row
 
     def search_traces(self, parent_span_id: Any = None) -> Observation:
@@ -239,12 +347,19 @@ class Toolbox:
                     "rows": [],
                 },
             )
-        children.sort(key=lambda s: (s["status"] != "error", -s["duration_us"]))
+        flags = {s["span_id"]: self._flags(s) for s in children}
+        children.sort(
+            key=lambda s: (
+                s["status"] != "error",
+                -max(flags[s["span_id"]]["here"], flags[s["span_id"]]["below"]),
+                -s["duration_us"],
+            )
+        )
         rows = self._span_rows(children)
         body, cut = self._cut(rows, len(rows), "child spans")
         head = (
             f"{len(children)} child spans of {parent['span_id']} ({parent['service']}, "
-            f"{parent['duration_us'] / 1000:.1f} ms), failing and slowest first:"
+            f"{parent['duration_us'] / 1000:.1f} ms), failing, strongest evidence and slowest first:"
         )
         return Observation(
             tool="search_traces",
@@ -253,6 +368,7 @@ class Toolbox:
             data={
                 "where": self._where(parent),
                 "parent": parent["span_id"],
+                "parent_flags": self._flags(parent),
                 "parent_duration_us": parent["duration_us"],
                 "children": [s["span_id"] for s in children],
                 "rows": [self._row_data(s) for s in children],
@@ -350,19 +466,26 @@ class Toolbox:
         for row in rows:
             if row["cur"] is None or row["mu"] is None or row["n_base"] < 2:
                 continue
-            floor = 1e-9 + 0.01 * abs(row["mu"])  # a flat baseline still needs a real move
+            # a flat baseline still needs a real move: its spread is floored at 5% of its level
+            floor = 1e-9 + 0.05 * abs(row["mu"])
             sd = max(row["sd"], floor)
             z = max(abs(row["hi"] - row["mu"]), abs(row["lo"] - row["mu"])) / sd
             if z > lim.sigma:
                 found.append((z, row))
         found.sort(key=lambda item: (-item[0], item[1]["entity"], item[1]["metric"]))
+        block = self._evidence_block(entity, METRIC_KINDS, "metric evidence")
+        evidence_data = [i.model_dump(mode="json") for i in self._items_of(entity, METRIC_KINDS)]
         if not found:
             text = (
                 f"no metric of {', '.join(names)} deviates beyond {lim.sigma:g} sigma "
                 f"around {self._rel(when)}"
             )
             covered = [(name, self._level_of(name)) for name in names]
-            return Observation(tool=tool, text=text, data={"fluctuating": [], "covered": covered})
+            return Observation(
+                tool=tool,
+                text=f"{block}\n{text}",
+                data={"fluctuating": [], "covered": covered, "evidence": evidence_data},
+            )
         width = max(len(r["entity"]) for _z, r in found)
         lines = [
             f"{r['entity']:<{width}}  {r['metric'][:34]:<34} normal {r['mu']:>10.3g} ±{r['sd']:<9.3g} "
@@ -376,9 +499,10 @@ class Toolbox:
         )
         return Observation(
             tool=tool,
-            text=f"{head}\n{body}",
+            text=f"{block}\n{head}\n{body}",
             truncated=cut,
             data={
+                "evidence": evidence_data,
                 "fluctuating": [
                     (r["entity"], r["metric"], round(z, 3), self._level_of(r["entity"]))
                     for z, r in found
@@ -414,6 +538,8 @@ class Toolbox:
             )
         scale = self.limits.log_baseline_windows
         rank = {"fatal": 0, "error": 1, "warn": 2}
+        block = self._evidence_block(entity, LOG_KINDS, "log shifts")
+        shifts = [i.model_dump(mode="json") for i in self._items_of(entity, LOG_KINDS)]
 
         def surprise(key: tuple[str, str], items: list[dict]) -> float:
             """How far above its usual rate a pattern is (usual counts per window, +1 smoothed)."""
@@ -427,14 +553,16 @@ class Toolbox:
                 f"no warning or error logs of {entity.level.value} {entity.name} within "
                 f"±{self.limits.log_window_s:g}s of {self._rel(when)}"
             )
-            return Observation(tool=tool, text=text, data={"patterns": []})
+            return Observation(
+                tool=tool, text=f"{block}\n{text}", data={"patterns": [], "shifts": shifts}
+            )
         lines = [
             f"{sev.upper():<5} x{len(items):<4} usual {usual.get((sev, pattern), 0) / scale:<5.1f} "
             f"first {self._rel(items[0]['time'])} {(items[0]['pod'] or items[0]['service'])}: "
             f"{items[0]['message'][:200]}"
             for (sev, pattern), items in ordered
         ]
-        body, cut = self._cut(lines, len(lines), "log patterns")
+        body, cut = self._cut(lines, len(lines), "log patterns", self.limits.error_rows)
         head = (
             f"{len(records)} warning/error logs ({len(ordered)} patterns) of {entity.level.value} "
             f"{entity.name} within ±{self.limits.log_window_s:g}s of {self._rel(when)}, most "
@@ -442,13 +570,14 @@ class Toolbox:
         )
         return Observation(
             tool=tool,
-            text=f"{head}\n{body}",
+            text=f"{block}\n{head}\n{body}",
             truncated=cut,
             data={
+                "shifts": shifts,
                 "patterns": [
                     (sev, pattern, len(items), usual.get((sev, pattern), 0) / scale)
                     for (sev, pattern), items in ordered
-                ]
+                ],
             },
         )
 
@@ -496,3 +625,38 @@ class Toolbox:
         return Observation(
             tool=tool, text=text, ok=not problems, data={"ranking": ranking, "problems": problems}
         )
+
+
+def _descendant_places(
+    spans: list[dict], place: Callable[[str, str | None], tuple[str, str]]
+) -> dict[str, dict[tuple[str, str], str]]:
+    """Per span, the components its descendants ran on, each with its shallowest span there.
+    Children are done before their parents (an iterative post-order, safe on deep traces
+    and on loops in parent links)."""
+    kids: dict[str | None, list[dict]] = {}
+    for row in spans:
+        kids.setdefault(row["parent_id"], []).append(row)
+    order: list[str] = []
+    visited: set[str] = set()
+    for row in spans:
+        stack = [(row["span_id"], False)]
+        while stack:
+            span_id, finished = stack.pop()
+            if finished:
+                order.append(span_id)
+                continue
+            if span_id in visited:
+                continue
+            visited.add(span_id)
+            stack.append((span_id, True))
+            stack.extend((k["span_id"], False) for k in kids.get(span_id, []))
+    memo: dict[str, dict[tuple[str, str], str]] = {}
+    for span_id in order:
+        places: dict[tuple[str, str], str] = {}
+        for kid in kids.get(span_id, []):
+            for key, first in memo.get(kid["span_id"], {}).items():
+                places.setdefault(key, first)
+        for kid in kids.get(span_id, []):  # a child is shallower than its descendants
+            places[place(kid["service"], kid["pod"])] = kid["span_id"]
+        memo[span_id] = places
+    return memo

@@ -1,0 +1,137 @@
+"""Fusion: one score per entity from its evidence items.
+
+score = the strongest weighted item (weight x log2(1 + strength)) plus `support_share`
+of the strongest weighted item of each other kind. A log scale keeps a huge count or
+ratio from drowning the other channels; the weights (settings) put saturation first and
+noisy metric shifts last. A caller whose callee has comparable evidence is discounted:
+faults show upstream, the origin is downstream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from thinkfl.evidence.model import EntityScore, EvidenceItem, EvidenceKind
+from thinkfl.evidence.settings import FusionSettings
+from thinkfl.telemetry import Entity, Level
+
+
+def weighted(item: EvidenceItem, settings: FusionSettings) -> float:
+    return settings.weights.get(item.kind, 1.0) * math.log2(1.0 + item.strength)
+
+
+OWN_RESOURCE_KINDS = {EvidenceKind.SATURATION, EvidenceKind.SELF_TIME}
+ORIGIN_KINDS = set(EvidenceKind) - {EvidenceKind.METRIC_SHIFT}
+Edge = tuple[tuple[str, str], tuple[str, str]]
+
+
+def fuse(
+    items: list[EvidenceItem],
+    settings: FusionSettings,
+    edges: set[Edge] | None = None,
+    entities: dict[str, Entity] | None = None,
+) -> list[EntityScore]:
+    by_entity: dict[tuple[str, str], list[EvidenceItem]] = defaultdict(list)
+    for item in items:
+        by_entity[(item.level, item.entity)].append(item)
+    scores = []
+    for (level, entity), found in by_entity.items():
+        found.sort(key=lambda i: -weighted(i, settings))
+        best_per_kind: dict[EvidenceKind, float] = {}
+        for item in found:
+            best_per_kind.setdefault(item.kind, weighted(item, settings))
+        values = sorted(best_per_kind.values(), reverse=True)
+        score = values[0] + settings.support_share * sum(values[1:])
+        scores.append(
+            EntityScore(
+                level=level,
+                entity=entity,
+                score=round(score, 4),
+                items=found[: settings.max_items],
+            )
+        )
+    if edges:
+        scores = _discount_explained(scores, edges, settings)
+    if entities:
+        scores = scores + _lifted(scores, entities, settings)
+    scores.sort(key=lambda s: (-s.score, s.level, s.entity))
+    return scores
+
+
+def _downstream(edges: set[Edge]) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """Every component each caller reaches through the calls of the window."""
+    callees: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+    for caller, callee in edges:
+        callees[caller].add(callee)
+    reach: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for start in list(callees):
+        seen: set[tuple[str, str]] = set()
+        todo = list(callees[start])
+        while todo:
+            node = todo.pop()
+            if node in seen or node == start:
+                continue
+            seen.add(node)
+            todo.extend(callees.get(node, ()))
+        reach[start] = seen
+    return reach
+
+
+def _discount_explained(
+    scores: list[EntityScore], edges: set[Edge], settings: FusionSettings
+) -> list[EntityScore]:
+    """Faults propagate to callers: a caller whose callee (direct or not) has comparable
+    evidence is likely showing the callee's fault, so its score is discounted. Not when its
+    strongest item is about its own resources (saturation, self-time): callees cannot
+    cause those."""
+    # a component with only metric deviations explains nothing (they are the noisiest kind)
+    explaining = {s.key: s.score for s in scores if any(i.kind in ORIGIN_KINDS for i in s.items)}
+    reach = _downstream(edges)
+    result = []
+    for score in scores:
+        below = [explaining[k] for k in reach.get(score.key, ()) if k in explaining]
+        own_resource = score.items[0].kind in OWN_RESOURCE_KINDS
+        if below and not own_resource and max(below) >= settings.explained_ratio * score.score:
+            score = score.model_copy(
+                update={"score": round(score.score * settings.explained_factor, 4)}
+            )
+        result.append(score)
+    return result
+
+
+def _lifted(
+    scores: list[EntityScore], entities: dict[str, Entity], settings: FusionSettings
+) -> list[EntityScore]:
+    """Scores for what several pods share: a service all of whose pods (two or more) carry
+    evidence (a fault in its code), and a node hosting `node_min_pods` pods of different
+    services with evidence while showing evidence itself (a node fault)."""
+    pods_of: dict[str, list[str]] = defaultdict(list)
+    on_node: dict[str, list[Entity]] = defaultdict(list)
+    for entity in entities.values():
+        if entity.level == Level.POD and entity.service:
+            pods_of[entity.service].append(entity.name)
+            if entity.node:
+                on_node[entity.node].append(entity)
+    pod_scores = {s.entity: s for s in scores if s.level == Level.POD}
+    own = {s.key: s for s in scores}
+    lifted = []
+    for service, pods in pods_of.items():
+        found = [pod_scores[p] for p in pods if p in pod_scores]
+        if len(pods) >= 2 and len(found) == len(pods):
+            lifted.append(_merged(Level.SERVICE.value, service, found, settings))
+    for node, pods in on_node.items():
+        found = [pod_scores[p.name] for p in pods if p.name in pod_scores]
+        services = {entities[s.entity].service for s in found}
+        node_score = own.get((Level.NODE.value, node))
+        if len(services) >= settings.node_min_pods and node_score is not None:
+            lifted.append(_merged(Level.NODE.value, node, [node_score, *found], settings))
+    return lifted
+
+
+def _merged(level: str, name: str, parts: list[EntityScore], s: FusionSettings) -> EntityScore:
+    items = sorted((i for p in parts for i in p.items), key=lambda i: -weighted(i, s))
+    best = max(p.score for p in parts)
+    return EntityScore(
+        level=level, entity=name, score=round(best * s.lift_bonus, 4), items=items[: s.max_items]
+    )

@@ -1,0 +1,186 @@
+"""Trace evidence: self-time, caller->callee gaps and own errors against a clean baseline.
+
+Per span (computed once per store, `span_facts.parquet` in the evidence cache):
+- self-time = duration minus the summed durations of its children (at least 0): where a
+  component spends time itself, so a slow callee does not make its callers look slow. A
+  client span wrapping one span of another service has none: its extra time is the gap;
+- incoming gap = parent duration - span duration, for a span in another service than its
+  parent that is the parent's only child (the caller's client span wrapping the callee's
+  server span): time on the wire and in queues between the two, which network faults
+  inflate while the callee's own spans stay normal;
+- own error = an error span none of whose children failed: the error starts here.
+
+Per component and operation, the window's median is compared with the baseline's p95
+(floored); per component, the own-error rate with its normal rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from thinkfl.evidence.cache import write_atomic
+from thinkfl.evidence.model import EvidenceItem, EvidenceKind
+from thinkfl.evidence.periods import Periods
+from thinkfl.evidence.settings import TraceSettings
+from thinkfl.telemetry import TelemetryStore
+from thinkfl.telemetry.store import sql_literal
+
+FACTS = "span_facts.parquet"
+
+
+def span_facts(store: TelemetryStore, folder: Path) -> Path:
+    """Self-time, incoming gap and own-error flag of every span (built once per store)."""
+    path = folder / FACTS
+    if path.is_file():
+        return path
+    table = store.query(
+        """WITH kids AS (
+               SELECT parent_id, sum(duration_us) AS child_us, count(*) AS n,
+                      any_value(service) AS child_service,
+                      bool_or(status = 'error') AS child_error
+               FROM spans WHERE parent_id IS NOT NULL GROUP BY parent_id)
+           SELECT s.span_id, s.parent_id, s.trace_id, s.service, s.pod, s.node, s.operation,
+                  s.start, s.duration_us, s.status,
+                  CASE WHEN k.n = 1 AND k.child_service <> s.service THEN NULL
+                       ELSE greatest(s.duration_us - coalesce(k.child_us, 0), 0)::DOUBLE
+                  END AS self_us,
+                  CASE WHEN p.service IS NOT NULL AND p.service <> s.service AND pk.n = 1
+                       THEN greatest(p.duration_us - s.duration_us, 0)::DOUBLE END AS gap_us,
+                  p.service AS caller, p.pod AS caller_pod,
+                  s.status = 'error' AND NOT coalesce(k.child_error, false) AS own_error
+           FROM spans s
+           LEFT JOIN kids k ON k.parent_id = s.span_id
+           LEFT JOIN spans p ON p.span_id = s.parent_id
+           LEFT JOIN kids pk ON pk.parent_id = s.parent_id
+           ORDER BY s.start"""
+    )
+    write_atomic(path, table)
+    return path
+
+
+def trace_evidence(
+    store: TelemetryStore, periods: Periods, facts: Path, settings: TraceSettings
+) -> list[EvidenceItem]:
+    source = f"read_parquet({sql_literal(facts.as_posix())})"
+    now, normal = periods.is_window("start"), periods.is_baseline("start")
+    rows = store.query(
+        f"""SELECT service, pod, operation,
+                   count(*) FILTER (WHERE {now}) AS n_now,
+                   count(*) FILTER (WHERE {normal}) AS n_normal,
+                   count(self_us) FILTER (WHERE {now}) AS s_now,
+                   count(self_us) FILTER (WHERE {normal}) AS s_normal,
+                   median(self_us) FILTER (WHERE {now}) AS self_now,
+                   quantile_cont(self_us, 0.95) FILTER (WHERE {normal}) AS self_p95,
+                   count(gap_us) FILTER (WHERE {now}) AS g_now,
+                   count(gap_us) FILTER (WHERE {normal}) AS g_normal,
+                   median(gap_us) FILTER (WHERE {now}) AS gap_now,
+                   quantile_cont(gap_us, 0.95) FILTER (WHERE {normal}) AS gap_p95,
+                   any_value(caller) FILTER (WHERE {now} AND gap_us IS NOT NULL) AS caller,
+                   count(*) FILTER (WHERE {now} AND own_error) AS err_now,
+                   count(*) FILTER (WHERE {normal} AND own_error) AS err_normal,
+                   arg_max(span_id, self_us) FILTER (WHERE {now}) AS slowest_self,
+                   arg_max(span_id, gap_us) FILTER (WHERE {now}) AS widest_gap,
+                   (list(span_id) FILTER (WHERE {now} AND own_error))[1:3] AS error_spans
+            FROM {source} WHERE {now} OR {normal}
+            GROUP BY service, pod, operation"""
+    ).to_pylist()
+    items: list[EvidenceItem] = []
+    errors: dict[tuple[str, str], list[int | list]] = {}
+    for row in rows:
+        level, name = store.place(row["service"], row["pod"])
+        items.extend(_latency_items(level, name, row, settings))
+        totals = errors.setdefault((level, name), [0, 0, 0, 0, []])
+        totals[0] += row["err_now"]
+        totals[1] += row["n_now"]
+        totals[2] += row["err_normal"]
+        totals[3] += row["n_normal"]
+        totals[4] = (totals[4] + (row["error_spans"] or []))[:3]
+    for (level, name), (err_now, n_now, err_normal, n_normal, spans) in errors.items():
+        item = _error_item(level, name, err_now, n_now, err_normal, n_normal, spans, settings)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _latency_items(level: str, name: str, row: dict, s: TraceSettings) -> list[EvidenceItem]:
+    found = []
+    if row["s_now"] >= s.min_window_spans and row["s_normal"] >= s.min_baseline_spans:
+        normal = max(row["self_p95"] or 0.0, s.min_self_time_us)
+        ratio = row["self_now"] / normal
+        if ratio >= s.self_time_factor:
+            found.append(
+                EvidenceItem(
+                    level=level,
+                    entity=name,
+                    kind=EvidenceKind.SELF_TIME,
+                    subject=row["operation"],
+                    observed=round(row["self_now"] / 1000, 2),
+                    normal=round(normal / 1000, 2),
+                    unit=" ms",
+                    strength=round(ratio / s.self_time_factor, 3),
+                    pointers=[row["slowest_self"]],
+                )
+            )
+    if row["g_now"] >= s.min_window_spans and row["g_normal"] >= s.min_baseline_spans:
+        normal = max(row["gap_p95"] or 0.0, s.min_gap_us)
+        ratio = row["gap_now"] / normal
+        if ratio >= s.gap_factor:
+            found.append(
+                EvidenceItem(
+                    level=level,
+                    entity=name,
+                    kind=EvidenceKind.INCOMING_GAP,
+                    subject=f"{row['caller']} -> {row['operation']}",
+                    observed=round(row["gap_now"] / 1000, 2),
+                    normal=round(normal / 1000, 2),
+                    unit=" ms",
+                    strength=round(ratio / s.gap_factor, 3),
+                    pointers=[row["widest_gap"]],
+                )
+            )
+    return found
+
+
+def _error_item(
+    level: str,
+    name: str,
+    err_now: int,
+    n_now: int,
+    err_normal: int,
+    n_normal: int,
+    spans: list,
+    s: TraceSettings,
+) -> EvidenceItem | None:
+    if err_now < s.error_min_count or n_now == 0:
+        return None
+    rate_now = err_now / n_now
+    rate_normal = max(err_normal / n_normal if n_normal else 0.0, s.error_rate_floor)
+    ratio = rate_now / rate_normal
+    if ratio < s.error_factor:
+        return None
+    return EvidenceItem(
+        level=level,
+        entity=name,
+        kind=EvidenceKind.OWN_ERRORS,
+        subject="spans failing here first",
+        observed=round(100 * rate_now, 1),
+        normal=round(100 * (err_normal / n_normal if n_normal else 0.0), 1),
+        unit="%",
+        strength=round(ratio / s.error_factor, 3),
+        pointers=list(spans),
+    )
+
+
+def call_edges(
+    store: TelemetryStore, periods: Periods, facts: Path
+) -> set[tuple[tuple[str, str], tuple[str, str]]]:
+    """(caller, callee) component pairs seen calling each other in the window."""
+    source = f"read_parquet({sql_literal(facts.as_posix())})"
+    rows = store.query(
+        f"""SELECT DISTINCT caller, caller_pod, service, pod FROM {source}
+            WHERE {periods.is_window("start")} AND caller IS NOT NULL AND caller <> service"""
+    ).to_pylist()
+    return {
+        (store.place(r["caller"], r["caller_pod"]), store.place(r["service"], r["pod"]))
+        for r in rows
+    }
