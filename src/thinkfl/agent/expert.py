@@ -248,13 +248,7 @@ class ExpertPolicy:
                 components = [c for c in components if c != single_pod_faults[service]]
             result.append({"service": service})
             result.extend(components)
-        for row in path:
-            for key in ("pod", "node"):
-                if len(result) >= self.settings.min_candidates:
-                    break
-                if row.get(key) and {key: row[key]} not in result:
-                    result.append({key: row[key]})
-        return result
+        return self._filled_from_path(result, path)
 
     def _evidence_ranking(
         self,
@@ -274,6 +268,12 @@ class ExpertPolicy:
             for node in self._metric_nodes(steps, service):
                 if node not in result:
                     result.append(node)
+        return self._filled_from_path(result, path)
+
+    def _filled_from_path(
+        self, result: list[dict[str, str]], path: list[dict]
+    ) -> list[dict[str, str]]:
+        """Up to `min_candidates`: the pods and nodes of the descended path."""
         for row in path:
             for key in ("pod", "node"):
                 if len(result) >= self.settings.min_candidates:
