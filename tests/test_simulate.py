@@ -57,13 +57,13 @@ def metric_ratios(store: TelemetryStore, metric: str) -> dict[str, float]:
 
 
 METRIC_EVIDENCE = {
-    FaultType.CPU_CONTENTION: "cpu_usage",
-    FaultType.MEMORY_EXHAUSTION: "memory_usage_mb",
+    FaultType.CPU_CONTENTION: "cpu_usage_percent",
+    FaultType.MEMORY_EXHAUSTION: "memory_usage_percent",
     FaultType.DISK_IO: "disk_io_ms",
     FaultType.PACKET_LOSS: "tcp_retransmits",
     FaultType.NETWORK_DELAY: "network_rtt_ms",
-    FaultType.NODE_CPU: "node_cpu_usage",
-    FaultType.NODE_MEMORY: "node_memory_usage",
+    FaultType.NODE_CPU: "node_cpu_usage_percent",
+    FaultType.NODE_MEMORY: "node_memory_usage_percent",
     FaultType.NODE_DISK: "node_disk_io_ms",
 }
 
@@ -83,25 +83,73 @@ def test_the_culprits_metric_moves_most(tmp_path, fault_type):
     assert ratios[strongest] > 1.5
 
 
-def test_code_exception_fails_the_culprit_and_says_so_in_its_logs(tmp_path):
+def line_counts(store: TelemetryStore, service: str, needle: str) -> tuple[int, int]:
+    """Lines of `service` containing `needle`: (in the fault window, in as long before it)."""
+    (case,) = store.cases()
+    span = case.window_end - case.inject_time
+    row = store.query(
+        "SELECT count(*) FILTER (WHERE time >= ? AND time < ?) AS on_, "
+        "count(*) FILTER (WHERE time >= ? AND time < ?) AS before FROM logs "
+        "WHERE service = ? AND contains(message, ?)",
+        [
+            case.inject_time,
+            case.window_end,
+            case.inject_time - span,
+            case.inject_time,
+            service,
+            needle,
+        ],
+    ).to_pylist()[0]
+    return row["on_"], row["before"]
+
+
+def test_every_service_logs_a_normal_mix_from_code_locations_with_span_ids(tmp_path):
+    from thinkfl.simulate.logs import location
+
+    store = one_fault(tmp_path, FaultType.CPU_CONTENTION)
+    rows = store.query(
+        "SELECT service, count(DISTINCT severity) AS severities, count(*) AS n, "
+        "count(span_id) AS with_span, any_value(message) AS example FROM logs "
+        "WHERE severity = 'info' AND service != 'frontend' GROUP BY service"
+    ).to_pylist()
+    system = make_system("boutique", 3)
+    assert {r["service"] for r in rows} == set(system.services) - {"frontend"}
+    assert all(r["with_span"] == r["n"] > 100 for r in rows)
+    located = [r for r in rows if location(r["service"], 1)]
+    plain = [r for r in rows if not location(r["service"], 1)]
+    assert located and plain  # both ways of grouping lines are exercised
+    assert all(r["example"].split()[0].rsplit(":", 1)[1].isdigit() for r in located)
+    # every line joins a server span of its own service
+    orphans = store.query(
+        "SELECT count(*) AS n FROM logs l LEFT JOIN spans s ON l.span_id = s.span_id "
+        "AND s.service = l.service WHERE l.span_id IS NOT NULL AND s.span_id IS NULL"
+    ).to_pylist()[0]["n"]
+    assert orphans == 0
+
+
+def test_code_exception_silences_a_frequent_info_line_and_fails_the_culprit(tmp_path):
     store = one_fault(tmp_path, FaultType.CODE_EXCEPTION)
     (case,) = store.cases()
+    culprit = case.truth.entity
     errors = store.query(
         "SELECT service, avg((status = 'error')::INT) AS rate FROM spans WHERE kind = 'server' "
         "AND start BETWEEN ? AND ? GROUP BY service ORDER BY rate DESC",
         [case.inject_time, case.window_end],
     ).to_pylist()
-    assert errors[0]["service"] == case.truth.entity and errors[0]["rate"] > 0.3
-    culprit_logs = store.logs(case.truth.entity, Level.SERVICE, case.inject_time, case.window_end)
-    assert any("NullPointerException" in m for m in culprit_logs.column("message").to_pylist())
+    assert errors[0]["service"] == culprit and errors[0]["rate"] > 0.3
+    on, before = line_counts(store, culprit, "status=OK")
+    assert before >= 10 and on < 0.3 * before  # the completion line vanishes
+    arrivals_on, arrivals_before = line_counts(store, culprit, "request id=")
+    assert arrivals_on > 0.6 * arrivals_before  # while requests keep arriving
+    assert line_counts(store, culprit, "NullPointerException")[0] > 5
 
 
-def test_wrong_return_shows_in_the_culprits_logs_and_its_callers(tmp_path):
+def test_wrong_return_makes_a_rare_error_line_frequent(tmp_path):
     store = one_fault(tmp_path, FaultType.WRONG_RETURN)
     (case,) = store.cases()
     window = (case.inject_time, case.window_end)
-    own = store.logs(case.truth.entity, Level.SERVICE, *window).column("message").to_pylist()
-    assert any("failed validation" in m for m in own)
+    on, before = line_counts(store, case.truth.entity, "failed validation")
+    assert on >= 5 and on > 5 * (before + 1)
     callers = (
         store.query(
             "SELECT DISTINCT service FROM logs WHERE message = ? AND time BETWEEN ? AND ?",
@@ -112,6 +160,30 @@ def test_wrong_return_shows_in_the_culprits_logs_and_its_callers(tmp_path):
     )
     system = make_system("boutique", 3)
     assert callers and set(callers) <= set(system.callers(case.truth.entity))
+
+
+@pytest.mark.parametrize(
+    ("fault_type", "metric"),
+    [
+        (FaultType.CPU_CONTENTION, "cpu_usage_percent"),
+        (FaultType.MEMORY_EXHAUSTION, "memory_usage_percent"),
+        (FaultType.NODE_CPU, "node_cpu_usage_percent"),
+    ],
+)
+def test_resource_faults_pin_the_culprit_at_its_limit(tmp_path, fault_type, metric):
+    store = one_fault(tmp_path, fault_type)
+    (case,) = store.cases()
+    rows = store.query(
+        "SELECT entity, min(value) FILTER (WHERE time >= ? AND time < ?) AS low_on, "
+        "max(value) AS peak, median(value) FILTER (WHERE time < ?) AS normal "
+        "FROM metrics WHERE metric = ? GROUP BY entity",
+        [case.inject_time, case.window_end, case.inject_time, metric],
+    ).to_pylist()
+    by_entity = {r["entity"]: r for r in rows}
+    culprit = by_entity[case.truth.entity]
+    assert culprit["low_on"] >= 90 and culprit["normal"] < 60
+    assert all(r["peak"] <= 100 for r in rows)  # a utilisation never exceeds its limit
+    assert all(r["low_on"] < 90 for e, r in by_entity.items() if e != case.truth.entity)
 
 
 def test_pod_restart_counts_restarts_on_the_culprit_only(tmp_path):

@@ -126,13 +126,14 @@ def test_search_traces_lists_children_failing_and_slowest_first(box):
         "2 child spans of root0001 (frontend, 2000.0 ms), failing, strongest evidence and slowest first:",
         "call0001  frontend  "
         + "GET cart".ljust(40)
-        + " start +0.010s     1900.0 ms  100.0x normal  ok  | deeper: cart-1 0.9 at span cart0001",
+        + " start +0.010s     1900.0 ms  100.0x normal  ok  | deeper: cart-1 0.5 at span cart0001",
         "cat00001  frontend  "
         + "GET catalog".ljust(40)
         + " start +0.010s       30.0 ms    1.0x normal  ok",
     ]
     # cart-1's cpu (95 against a median of 11, MAD 1) is a metric shift of capped strength 4:
-    # fused 0.4 x log2(1 + 4) = 0.93, shown on the call whose subtree reaches cart-1.
+    # fused 0.4 x log2(1 + 4) = 0.93, halved (0.46) as nothing in its spans or logs
+    # corroborates it; shown on the call whose subtree reaches cart-1.
     assert obs.data["rows"][0]["below_at"] == "cart-1" and obs.data["rows"][0]["here"] == 0
     deeper = box.call("search_traces", {"parent_span_id": "call"})  # a unique prefix in this trace
     assert deeper.data["children"] == ["cart0001"] and "error" in deeper.text
@@ -174,11 +175,19 @@ def test_logs_are_grouped_by_pattern_most_severe_first(box):
         ("error", "redis timeout after <*> ms", 3, 0.0),
         ("warn", "slow GC pause", 1, 0.0),
     ]
-    # no baseline lines of cart at all: no normal mix, so no shift is claimed
+    # first the fused scores of what cart covers: its pod's cpu shift (see above) and its
+    # node's; then, with no baseline lines of cart at all (no normal mix), no shift claimed
     assert obs.text.splitlines()[0] == (
+        "evidence score: cart-1 0.5 (metric_shift); n6 0.3 (metric_shift)"
+    )
+    assert [(s["name"], s["service"]) for s in obs.data["scores"]] == [
+        ("cart-1", "cart"),
+        ("n6", None),
+    ]
+    assert obs.text.splitlines()[1] == (
         "no log shifts of cart in the case window (against its normal)."
     )
-    assert obs.text.splitlines()[2].startswith(
+    assert obs.text.splitlines()[3].startswith(
         "ERROR x3    usual 0.0   first +1.000s cart-1: redis timeout after 300 ms"
     )
     node = box.call("search_logs", {"service_name": "n5", "timestamp": at(1012).timestamp()})

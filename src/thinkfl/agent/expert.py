@@ -13,8 +13,10 @@ Version 2 follows the evidence the tools show (docs/evidence.md):
    `explain_share` of its parent's excess latency.
 2. Check logs and metrics of the suspects: components with evidence, strongest first, then
    the services on the path, deepest first.
-3. Rank: components by their evidence score, then the path (deepest first); a pod or node
-   whose metrics stand out among the suspect's components right after its service.
+3. Rank: components by the evidence score the observations showed for them (trace flags,
+   and the scores of a component and what it covers in the log and metric observations:
+   a node's score shows there), a pod followed by its service; then the other suspects and
+   the path (deepest first).
 """
 
 from __future__ import annotations
@@ -153,27 +155,33 @@ class ExpertPolicy:
         return None
 
     @staticmethod
-    def _evidence_seen(steps: list[Step]) -> dict[str, tuple[float, dict[str, str]]]:
-        """Service -> (the strongest evidence score shown for it or its pods, that component)."""
-        best: dict[str, tuple[float, dict[str, str]]] = {}
+    def _evidence_seen(steps: list[Step]) -> dict[tuple[str, str], tuple[float, str | None]]:
+        """(level, name) -> (the strongest evidence score shown for that component, its
+        service): from the flags of the trace rows and the scores the log and metric
+        observations show for a component and what it covers (its pods, their nodes)."""
+        shown: list[tuple[float, str | None, str | None, str | None]] = []
         for step in steps:
-            if step.tool != "search_traces":
-                continue
-            shown = [
-                (row.get("here", 0.0), row.get("service"), row.get("level"), row.get("name"))
-                for row in [*step.data.get("rows", []), step.data.get("parent_flags", {})]
-            ] + [
-                (
-                    row.get("below", 0.0),
-                    row.get("below_service"),
-                    row.get("below_level"),
-                    row.get("below_at"),
-                )
-                for row in step.data.get("rows", [])
-            ]
-            for score, service, level, name in shown:
-                if service and score > best.get(service, (0.0, {}))[0]:
-                    best[service] = (score, {level: name})
+            if step.tool == "search_traces":
+                rows = step.data.get("rows", [])
+                shown += [
+                    (row.get("here", 0.0), row.get("service"), row.get("level"), row.get("name"))
+                    for row in [*rows, step.data.get("parent_flags", {})]
+                ]
+                shown += [
+                    (
+                        row.get("below", 0.0),
+                        row.get("below_service"),
+                        row.get("below_level"),
+                        row.get("below_at"),
+                    )
+                    for row in rows
+                ]
+            for row in step.data.get("scores", []):
+                shown.append((row["score"], row.get("service"), row["level"], row["name"]))
+        best: dict[tuple[str, str], tuple[float, str | None]] = {}
+        for score, service, level, name in shown:
+            if level and name and score > best.get((level, name), (0.0, None))[0]:
+                best[(level, name)] = (score, service)
         return best
 
     def _suspects(self, path: list[dict], steps: list[Step], entry_service: str) -> list[str]:
@@ -182,7 +190,10 @@ class ExpertPolicy:
         (ratio to normal) first, so that an entry whose excess no single call explains
         still yields suspects and never an empty answer."""
         seen = self._evidence_seen(steps)
-        services: list[str] = sorted(seen, key=lambda s: -seen[s][0])
+        services: list[str] = []
+        for _score, service in sorted(seen.values(), key=lambda v: -v[0]):
+            if service and service not in services:
+                services.append(service)
         for row in reversed(path):
             if row["service"] not in services:
                 services.append(row["service"])
@@ -214,7 +225,7 @@ class ExpertPolicy:
         suspects = self._suspects(path, steps, entry_service)
         seen = self._evidence_seen(steps)
         if seen:
-            return self._evidence_ranking(suspects, seen, steps, path)
+            return self._evidence_ranking(suspects, seen, path)
         score = {
             service: 1.0 - index / (len(suspects) + 1) for index, service in enumerate(suspects)
         }
@@ -253,21 +264,19 @@ class ExpertPolicy:
     def _evidence_ranking(
         self,
         suspects: list[str],
-        seen: dict[str, tuple[float, dict[str, str]]],
-        steps: list[Step],
+        seen: dict[tuple[str, str], tuple[float, str | None]],
         path: list[dict],
     ) -> list[dict[str, str]]:
-        """Components in order of the evidence shown for them, then the other suspects;
-        a node whose metrics carry evidence follows the service it hosts."""
+        """Components in order of the evidence shown for them (a pod followed by its
+        service), then the other suspects."""
         result: list[dict[str, str]] = []
-        for service in suspects:
-            component = seen.get(service, (0.0, {"service": service}))[1]
-            for item in (component, {"service": service}):
-                if item not in result:
+        for (level, name), (_score, service) in sorted(seen.items(), key=lambda kv: -kv[1][0]):
+            for item in ({level: name}, {"service": service} if service else None):
+                if item and item not in result:
                     result.append(item)
-            for node in self._metric_nodes(steps, service):
-                if node not in result:
-                    result.append(node)
+        for service in suspects:
+            if {"service": service} not in result:
+                result.append({"service": service})
         return self._filled_from_path(result, path)
 
     def _filled_from_path(
@@ -281,20 +290,6 @@ class ExpertPolicy:
                 if row.get(key) and {key: row[key]} not in result:
                     result.append({key: row[key]})
         return result
-
-    @staticmethod
-    def _metric_nodes(steps: list[Step], service: str) -> list[dict[str, str]]:
-        """Nodes with metric evidence in the metric observation of a service."""
-        nodes: list[dict[str, str]] = []
-        for step in steps:
-            if (
-                step.tool == "search_fluctuating_metrics"
-                and step.arguments.get("service_name") == service
-            ):
-                for item in step.data.get("evidence", []):
-                    if item["level"] == "node" and {"node": item["entity"]} not in nodes:
-                        nodes.append({"node": item["entity"]})
-        return nodes
 
     def _lone_pod(self, fluctuating: list, covered: list) -> dict[str, str] | None:
         """The one pod, among two or more of a service, whose metrics stand out (z >= 5)."""

@@ -2,7 +2,7 @@
 
 A published store is immutable (only cases.json is rewritten), so what is derived from
 it is computed once and kept under `STORE/evidence/`, stamped with the store's manifest
-time; a store that cannot be written keeps them in a per-user cache folder instead.
+time and the layer's revision; a store that cannot be written keeps them in a per-user cache folder instead.
 Every file is written to a temporary name and renamed into place.
 """
 
@@ -20,11 +20,13 @@ import pyarrow.parquet as pq
 from thinkfl.telemetry import TelemetryStore
 
 FOLDER = "evidence"
+# bumped when detectors, derived tables or the fusion change: older files are not reused
+REVISION = 4
 
 
 def cache_dir(store: TelemetryStore) -> Path:
     """The folder for this store's derived files (created; stale stamps are cleared)."""
-    stamp = store.manifest.created.isoformat().replace(":", "-")
+    stamp = store.manifest.created.isoformat().replace(":", "-") + f"-r{REVISION}"
     for base in (store.path / FOLDER, _user_cache(store)):
         folder = base / stamp
         try:

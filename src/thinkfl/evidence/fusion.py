@@ -4,12 +4,16 @@ score = the strongest weighted item (weight x log2(1 + strength)) plus `support_
 of the strongest weighted item of each other kind. A log scale keeps a huge count or
 ratio from drowning the other channels; the weights (settings) put saturation first and
 noisy metric shifts last. A caller whose callee has comparable evidence is discounted:
-faults show upstream, the origin is downstream.
+faults show upstream, the origin is downstream. A rising log line of a caller that names
+one of its callees is evidence about that callee. Metric evidence of a component whose
+own spans and logs show nothing counts less: a resource at its limit that slows or breaks
+nothing did not fail the request.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 
 from thinkfl.evidence.model import EntityScore, EvidenceItem, EvidenceKind
@@ -23,6 +27,7 @@ def weighted(item: EvidenceItem, settings: FusionSettings) -> float:
 
 OWN_RESOURCE_KINDS = {EvidenceKind.SATURATION, EvidenceKind.SELF_TIME}
 ORIGIN_KINDS = set(EvidenceKind) - {EvidenceKind.METRIC_SHIFT}
+METRIC_KINDS = {EvidenceKind.SATURATION, EvidenceKind.METRIC_SHIFT}
 Edge = tuple[tuple[str, str], tuple[str, str]]
 
 
@@ -32,15 +37,21 @@ def fuse(
     edges: set[Edge] | None = None,
     entities: dict[str, Entity] | None = None,
 ) -> list[EntityScore]:
+    if edges and entities:
+        items = _attributed_to_callees(items, edges, entities)
     by_entity: dict[tuple[str, str], list[EvidenceItem]] = defaultdict(list)
     for item in items:
         by_entity[(item.level, item.entity)].append(item)
+    corroborated = _corroborated(by_entity, entities or {})
     scores = []
     for (level, entity), found in by_entity.items():
         found.sort(key=lambda i: -weighted(i, settings))
         best_per_kind: dict[EvidenceKind, float] = {}
         for item in found:
-            best_per_kind.setdefault(item.kind, weighted(item, settings))
+            factor = 1.0
+            if item.kind in METRIC_KINDS and (level, entity) not in corroborated:
+                factor = settings.uncorroborated_metric_factor
+            best_per_kind.setdefault(item.kind, factor * weighted(item, settings))
         values = sorted(best_per_kind.values(), reverse=True)
         score = values[0] + settings.support_share * sum(values[1:])
         scores.append(
@@ -54,9 +65,83 @@ def fuse(
     if edges:
         scores = _discount_explained(scores, edges, settings)
     if entities:
-        scores = scores + _lifted(scores, entities, settings)
+        scores = _merge_same(scores + _lifted(scores, entities, settings), settings)
     scores.sort(key=lambda s: (-s.score, s.level, s.entity))
     return scores
+
+
+def _merge_same(scores: list[EntityScore], settings: FusionSettings) -> list[EntityScore]:
+    """One score per entity: a lifted service or node that also has evidence of its own
+    keeps the higher score and the strongest items of both."""
+    merged: dict[tuple[str, str], EntityScore] = {}
+    for score in scores:
+        known = merged.get(score.key)
+        if known is None:
+            merged[score.key] = score
+            continue
+        items = sorted([*known.items, *score.items], key=lambda i: -weighted(i, settings))
+        merged[score.key] = known.model_copy(
+            update={"score": max(known.score, score.score), "items": items[: settings.max_items]}
+        )
+    return list(merged.values())
+
+
+def _service_of(key: tuple[str, str], entities: dict[str, Entity]) -> str:
+    entity = entities.get(key[1])
+    if key[0] == Level.POD.value and entity is not None and entity.service:
+        return entity.service
+    return key[1]
+
+
+def _attributed_to_callees(
+    items: list[EvidenceItem], edges: set[Edge], entities: dict[str, Entity]
+) -> list[EvidenceItem]:
+    """A rising log line of a caller that names exactly one of the services it calls
+    ("unexpected response from X", "connection refused to X") is evidence about X."""
+    callees: dict[str, set[str]] = defaultdict(set)
+    for caller, callee in edges:
+        callees[_service_of(caller, entities)].add(_service_of(callee, entities))
+    result = []
+    for item in items:
+        caller = _service_of((item.level, item.entity), entities)
+        named = [
+            callee
+            for callee in callees.get(caller, ())
+            if callee != caller and _names(callee, f"{item.subject} {item.example}")
+        ]
+        if item.kind == EvidenceKind.LOG_RISE and len(named) == 1:
+            item = item.model_copy(
+                update={
+                    "level": Level.SERVICE.value,
+                    "entity": named[0],
+                    "subject": f"{item.entity} says: {item.subject}",
+                }
+            )
+        result.append(item)
+    return result
+
+
+def _names(component: str, text: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(component)}(?![\w-])", text) is not None
+
+
+def _corroborated(
+    by_entity: dict[tuple[str, str], list[EvidenceItem]], entities: dict[str, Entity]
+) -> set[tuple[str, str]]:
+    """Components whose own spans or logs show something (a node: through any of its pods;
+    a pod: through its service too, where the evidence is service-wide)."""
+    shows = {
+        key for key, found in by_entity.items() if any(i.kind not in METRIC_KINDS for i in found)
+    }
+    result = set(shows)
+    for name, entity in entities.items():
+        if entity.level != Level.POD:
+            continue
+        if (Level.POD.value, name) in shows and entity.node:
+            result.add((Level.NODE.value, entity.node))
+        if entity.service and (Level.SERVICE.value, entity.service) in shows:
+            result.add((Level.POD.value, name))
+    return result
 
 
 def _downstream(edges: set[Edge]) -> dict[tuple[str, str], set[tuple[str, str]]]:

@@ -89,10 +89,10 @@ def template_table(store: TelemetryStore, folder: Path, settings: LogSettings) -
     con = store.con
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE evidence_log_keys AS
-            SELECT time, service, pod, severity, trace_id, span_id,
-                   {location} AS location,
-                   CASE WHEN {location} <> '' THEN {location} ELSE {_masked_sql("message")} END AS key
-            FROM logs"""
+            SELECT *, CASE WHEN location <> '' THEN location ELSE masked END AS key
+            FROM (SELECT time, service, pod, severity, trace_id, span_id,
+                         {location} AS location, {_masked_sql("message")} AS masked
+                  FROM logs)"""
     )
     try:
         keys = (
@@ -115,7 +115,7 @@ def template_table(store: TelemetryStore, folder: Path, settings: LogSettings) -
         con.register("evidence_template_map", mapping)
         table = con.sql(
             """SELECT l.time, l.service, l.pod, l.severity, l.trace_id, l.span_id,
-                      m.template_id, m.template
+                      m.template_id, m.template, l.masked AS example
                FROM evidence_log_keys l JOIN evidence_template_map m USING (service, key)
                ORDER BY l.time"""
         ).to_arrow_table()
@@ -133,6 +133,7 @@ def log_evidence(
     source = f"read_parquet({sql_literal(templates.as_posix())})"
     rows = store.query(
         f"""SELECT service, pod, template_id, any_value(template) AS template,
+                   any_value(example) FILTER (WHERE {periods.is_window("time")}) AS example,
                    max(CASE severity WHEN 'fatal' THEN 4 WHEN 'error' THEN 3 WHEN 'warn' THEN 2
                        ELSE 1 END) AS severity,
                    count(*) FILTER (WHERE {periods.is_window("time")}) AS now,
@@ -192,6 +193,7 @@ def _shifts(level: str, name: str, rows: list[dict], s: LogSettings) -> list[Evi
                 entity=name,
                 kind=EvidenceKind.LOG_RISE if rise else EvidenceKind.LOG_DROP,
                 subject=_severity_word(row["severity"]) + " " + row["template"],
+                example=(row["example"] or "")[:200] if rise else "",
                 observed=row["now"],
                 normal=round(expected, 2),
                 unit=" lines",

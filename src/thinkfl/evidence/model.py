@@ -33,6 +33,7 @@ class EvidenceItem(BaseModel):
     entity: str
     kind: EvidenceKind
     subject: str = Field(description="what was measured: an operation, a log template, a metric")
+    example: str = Field("", description="one line of a rising log template, ids masked")
     observed: float
     normal: float
     unit: str = ""

@@ -143,6 +143,13 @@ class FusionSettings(BaseModel):
     lift_bonus: float = Field(
         1.1, ge=1, description="a lifted service/node scores this x its strongest part"
     )
+    uncorroborated_metric_factor: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="metric evidence (saturation, shifts) of a component whose own spans and "
+        "logs show nothing (a node: none of its pods) is multiplied by this",
+    )
     explained_factor: float = Field(
         0.5, gt=0, le=1, description="... and its score is multiplied by this"
     )

@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from thinkfl.simulate.logs import LogRole
 from thinkfl.simulate.topology import System
 from thinkfl.telemetry import Level
-
-EXCEPTION_LOG = "java.lang.NullPointerException at handler.process(Handler.java:118)"
-WRONG_RESULT_LOG = "computed result failed validation; returning default"
 
 
 class FaultType(StrEnum):
@@ -58,7 +56,10 @@ class PodEffect:
     failure_rate: float = 0.0  # share of the pod's requests that fail
     wrong_result: bool = False  # answers succeed but are wrong (callers notice)
     metrics: dict[str, float] = field(default_factory=dict)  # metric -> multiplier
+    saturated: tuple[str, ...] = ()  # utilisation metrics pinned at their limit
     logs: list[tuple[str, str]] = field(default_factory=list)  # (severity, message)
+    exception_rate: float = 0.0  # share of requests that throw: later lines vanish, half fail
+    log_rates: dict[LogRole, float] = field(default_factory=dict)  # role -> rate while active
 
 
 @dataclass
@@ -87,13 +88,16 @@ class ActiveFault:
         t = self.fault_type
         if t == FaultType.CPU_CONTENTION:
             return PodEffect(
-                own_time=1 + s, metrics={"cpu_usage": 2 + s / 2, "latency_p95_ms": 1 + s}
+                own_time=1 + s,
+                metrics={"latency_p95_ms": 1 + s},
+                saturated=("cpu_usage_percent",),
             )
         if t == FaultType.MEMORY_EXHAUSTION:
             return PodEffect(
                 own_time=1 + s / 4,
                 failure_rate=0.02 * s,
-                metrics={"memory_usage_mb": 2 + s / 3, "latency_p95_ms": 1 + s / 4},
+                metrics={"latency_p95_ms": 1 + s / 4},
+                saturated=("memory_usage_percent",),
                 logs=[("error", "java.lang.OutOfMemoryError: Java heap space")],
             )
         if t == FaultType.DISK_IO:
@@ -110,30 +114,26 @@ class ActiveFault:
             return PodEffect(
                 failure_rate=0.5,
                 own_time=0.3,
-                metrics={"restarts": 1 + s, "cpu_usage": 0.3, "memory_usage_mb": 0.4},
+                metrics={"restarts": 1 + s, "cpu_usage_percent": 0.3, "memory_usage_percent": 0.4},
                 logs=[("error", "container restarted: liveness probe failed")],
             )
         if t == FaultType.NODE_CPU:
-            return PodEffect(own_time=1 + s / 2, metrics={"node_cpu_usage": 2 + s / 3})
+            return PodEffect(own_time=1 + s / 2, saturated=("node_cpu_usage_percent",))
         if t == FaultType.NODE_MEMORY:
             return PodEffect(
                 own_time=1 + s / 6,
                 failure_rate=0.01 * s,
-                metrics={"node_memory_usage": 1.5 + s / 10},
+                saturated=("node_memory_usage_percent",),
             )
         if t == FaultType.NODE_DISK:
             return PodEffect(own_time=1 + s / 3, metrics={"node_disk_io_ms": 3 + s})
         if t == FaultType.CODE_EXCEPTION:
             return PodEffect(
-                failure_rate=min(0.1 * s, 0.9),
+                exception_rate=min(0.15 * s, 0.95),
                 metrics={"error_rate": 5 + s * 5},
-                logs=[("error", EXCEPTION_LOG)],
             )
-        return PodEffect(
-            wrong_result=True,
-            logs=[("warn", WRONG_RESULT_LOG)],
-        )
+        return PodEffect(wrong_result=True, log_rates={LogRole.RARE_ERROR: min(0.1 * s, 0.6)})
 
 
 # Node-level metric names are read off the node, not the pod.
-NODE_METRICS = {"node_cpu_usage", "node_memory_usage", "node_disk_io_ms"}
+NODE_METRICS = {"node_cpu_usage_percent", "node_memory_usage_percent", "node_disk_io_ms"}

@@ -17,6 +17,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from thinkfl.simulate.faults import LEVEL_OF, NODE_METRICS, ActiveFault, FaultType, PodEffect
+from thinkfl.simulate.logs import EXCEPTION_LOG, MIX, LogRole, render
 from thinkfl.simulate.topology import System, make_system
 from thinkfl.telemetry import Entity, Fault, GroundTruth, Level, StoreWriter, TelemetryStore
 from thinkfl.telemetry.cases import CaseRules, extract_cases
@@ -67,8 +68,8 @@ class SimulationSettings(BaseModel):
 
 
 POD_METRICS = {  # metric -> (low, high) of a pod's normal level
-    "cpu_usage": (8.0, 35.0),
-    "memory_usage_mb": (200.0, 800.0),
+    "cpu_usage_percent": (8.0, 35.0),  # of the pod's CPU limit
+    "memory_usage_percent": (20.0, 55.0),  # of the pod's memory limit
     "network_rx_kbps": (50.0, 400.0),
     "disk_io_ms": (1.0, 4.0),
     "latency_p95_ms": (0.0, 0.0),
@@ -78,8 +79,8 @@ POD_METRICS = {  # metric -> (low, high) of a pod's normal level
     "network_rtt_ms": (0.3, 0.8),
 }
 NODE_LEVELS = {
-    "node_cpu_usage": (25.0, 45.0),
-    "node_memory_usage": (40.0, 60.0),
+    "node_cpu_usage_percent": (25.0, 45.0),
+    "node_memory_usage_percent": (40.0, 60.0),
     "node_disk_io_ms": (2.0, 5.0),
 }
 
@@ -179,6 +180,12 @@ class _Slot:
         total_ms = (max(parallel_end, cursor) - start) * 1000 + own * 0.7
         if self.rng.random() < effect.failure_rate:
             failed = True
+        threw = self.rng.random() < effect.exception_rate
+        if threw:
+            if self.rng.random() < 0.5:
+                self.log(start + own / 1000, pod, "error", EXCEPTION_LOG, trace, span_id)
+            failed = failed or self.rng.random() < 0.5
+        self.log_mix(service, pod, start, total_ms, effect, threw, trace, span_id)
         for severity, message in effect.logs:
             if self.rng.random() < 0.4:
                 self.log(start + own / 1000, pod, severity, message, trace, span_id)
@@ -211,6 +218,29 @@ class _Slot:
             }
         )
         return total_ms, failed, effect.wrong_result and not wrong_seen
+
+    def log_mix(
+        self,
+        service: str,
+        pod: str,
+        start: float,
+        total_ms: float,
+        effect: PodEffect,
+        threw: bool,
+        trace: str,
+        span_id: str,
+    ) -> None:
+        """The service's normal lines for one request, as the active fault changes them."""
+        operation = self.system.services[service].operation
+        for entry in MIX:
+            if threw and entry.role in (LogRole.COMPLETION, LogRole.HOUSEKEEPING):
+                continue
+            rate = effect.log_rates.get(entry.role, entry.rate)
+            if self.rng.random() >= rate:
+                continue
+            at = start if entry.role == LogRole.ARRIVAL else start + total_ms / 1000
+            message = render(service, operation, entry, self.rng)
+            self.log(at, pod, entry.severity, message, trace, span_id)
 
     def call(
         self,
@@ -284,14 +314,17 @@ class _Slot:
         t = self.t0
         while t < until:
             node_mult: dict[str, dict[str, float]] = {}
+            node_pinned: dict[str, set[str]] = {}
             for service, pods in self.system.pods.items():
                 for pod in pods:
                     effect = self.effect(pod, t)
                     for metric, level in self.base[pod].items():
                         if (
                             level == 0.0
-                        ):  # a count that is normally zero (restarts): the effect is the count
+                        ):  # a count normally zero (restarts): the effect is the count
                             value = effect.metrics.get(metric, 0.0)
+                        elif metric in effect.saturated:
+                            value = self.pinned()
                         else:
                             value = (
                                 level
@@ -305,12 +338,15 @@ class _Slot:
                                 "entity": pod,
                                 "metric": metric,
                                 "time": self.when(t),
-                                "value": max(value, 0.0),
+                                "value": bounded(metric, value),
                             }
                         )
                     for metric, factor in effect.metrics.items():
                         if metric in NODE_METRICS:
                             node_mult.setdefault(self.system.node_of[pod], {})[metric] = factor
+                    for metric in effect.saturated:
+                        if metric in NODE_METRICS:
+                            node_pinned.setdefault(self.system.node_of[pod], set()).add(metric)
                 errors = [self.effect(p, t).failure_rate for p in pods]
                 slow = [self.effect(p, t).own_time for p in pods]
                 spec = self.system.services[service]
@@ -347,13 +383,15 @@ class _Slot:
                         * (1 + d.noise * self.rng.gauss(0, 1))
                         * node_mult.get(node, {}).get(metric, 1.0)
                     )
+                    if metric in node_pinned.get(node, ()):
+                        value = self.pinned()
                     self.metrics.append(
                         {
                             "level": "node",
                             "entity": node,
                             "metric": metric,
                             "time": self.when(t),
-                            "value": max(value, 0.0),
+                            "value": bounded(metric, value),
                         }
                     )
             if self.rng.random() < 0.05:
@@ -361,11 +399,20 @@ class _Slot:
                 self.log(t, pod, "warn", "slow GC pause", None, None)
             t += step
 
+    def pinned(self) -> float:
+        """A utilisation held at its limit: just under 100 %."""
+        return 100.0 * self.rng.uniform(0.93, 1.0)
+
     def herring(self, pod: str, metric: str, at: float) -> float:
         for h_pod, h_metric, start, end, factor in self.herrings:
             if h_pod == pod and h_metric == metric and start <= at < end:
                 return factor
         return 1.0
+
+
+def bounded(metric: str, value: float) -> float:
+    """Metric values are never negative, and a utilisation never exceeds its limit."""
+    return min(max(value, 0.0), 100.0) if metric.endswith("_percent") else max(value, 0.0)
 
 
 def _bases(system: System, rng: random.Random) -> dict[str, dict[str, float]]:
@@ -467,7 +514,7 @@ def simulate(
                     break
                 start = inject + rng.uniform(0, settings.fault_s - 120)
                 metric = rng.choice(
-                    ["cpu_usage", "memory_usage_mb", "network_rx_kbps", "disk_io_ms"]
+                    ["cpu_usage_percent", "memory_usage_percent", "network_rx_kbps", "disk_io_ms"]
                 )
                 case.herrings.append(
                     (rng.choice(innocent_pods), metric, start, start + 120, rng.uniform(2.5, 5))

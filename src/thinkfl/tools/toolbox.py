@@ -221,12 +221,45 @@ class Toolbox:
         }.get(item.kind, item.kind.value)
         return f"  {label} {item.entity} {item.short().split(' ', 1)[1]} (x{item.strength:.1f})"
 
+    def _component_scores(self, entity: Entity) -> list[dict[str, Any]]:
+        """The fused evidence of an entity and what it covers (its pods, their nodes),
+        strongest first: what the ranking of an answer should follow."""
+        names = set(self._covered(entity))
+        found = [
+            {
+                "level": score.level,
+                "name": score.entity,
+                "score": round(score.score, 2),
+                "kinds": sorted({i.kind.value for i in score.items}),
+                "service": self._owner(score.level, score.entity),
+            }
+            for score in self.evidence.rank()
+            if score.entity in names
+        ]
+        return found[: self.limits.max_evidence_rows]
+
+    def _owner(self, level: str, name: str) -> str | None:
+        if level == Level.SERVICE.value:
+            return name
+        entity = self.entities.get(name)
+        return entity.service if entity is not None and entity.service else None
+
     def _evidence_block(self, entity: Entity, kinds: set[EvidenceKind], what: str) -> str:
+        scores = self._component_scores(entity)
+        lines = []
+        if scores:
+            lines.append(
+                "evidence score: "
+                + "; ".join(
+                    f"{s['name']} {s['score']:.1f} ({', '.join(s['kinds'])})" for s in scores
+                )
+            )
         items = self._items_of(entity, kinds)
         if not items:
-            return f"no {what} of {entity.name} in the case window (against its normal)."
-        head = f"{what} of {entity.name} in the case window, now vs normal:"
-        return "\n".join([head, *(self._item_row(i) for i in items)])
+            lines.append(f"no {what} of {entity.name} in the case window (against its normal).")
+            return "\n".join(lines)
+        lines.append(f"{what} of {entity.name} in the case window, now vs normal:")
+        return "\n".join([*lines, *(self._item_row(i) for i in items)])
 
     @staticmethod
     def _flag_text(flags: dict[str, Any]) -> str:
@@ -484,7 +517,12 @@ class Toolbox:
             return Observation(
                 tool=tool,
                 text=f"{block}\n{text}",
-                data={"fluctuating": [], "covered": covered, "evidence": evidence_data},
+                data={
+                    "fluctuating": [],
+                    "covered": covered,
+                    "evidence": evidence_data,
+                    "scores": self._component_scores(entity),
+                },
             )
         width = max(len(r["entity"]) for _z, r in found)
         lines = [
@@ -503,6 +541,7 @@ class Toolbox:
             truncated=cut,
             data={
                 "evidence": evidence_data,
+                "scores": self._component_scores(entity),
                 "fluctuating": [
                     (r["entity"], r["metric"], round(z, 3), self._level_of(r["entity"]))
                     for z, r in found
@@ -554,7 +593,9 @@ class Toolbox:
                 f"±{self.limits.log_window_s:g}s of {self._rel(when)}"
             )
             return Observation(
-                tool=tool, text=f"{block}\n{text}", data={"patterns": [], "shifts": shifts}
+                tool=tool,
+                text=f"{block}\n{text}",
+                data={"patterns": [], "shifts": shifts, "scores": self._component_scores(entity)},
             )
         lines = [
             f"{sev.upper():<5} x{len(items):<4} usual {usual.get((sev, pattern), 0) / scale:<5.1f} "
@@ -574,6 +615,7 @@ class Toolbox:
             truncated=cut,
             data={
                 "shifts": shifts,
+                "scores": self._component_scores(entity),
                 "patterns": [
                     (sev, pattern, len(items), usual.get((sev, pattern), 0) / scale)
                     for (sev, pattern), items in ordered
