@@ -50,11 +50,16 @@ def metric(t: float, entity: str, name: str, value: float, level: str = "service
 
 
 def scenario(
-    gap_in_window: bool = False, saturate: bool = False, vanish: bool = False, errors: bool = False
+    gap_in_window: bool = False,
+    saturate: bool = False,
+    vanish: bool = False,
+    errors: bool = False,
+    intermittent: bool = False,
 ) -> tuple[list, list, list]:
     spans, logs, metrics = [], [], []
     for i, t in enumerate(range(0, END_S, 2)):
-        gap = 100_000 if gap_in_window and in_window(t) else 1_000 + (i % 3) * 100
+        slowed = gap_in_window or (intermittent and i % 4 == 0)  # every call, or one in four
+        gap = 100_000 if slowed and in_window(t) else 1_000 + (i % 3) * 100
         db = 20_000 + (i % 5) * 500
         spans += request(i, t, gap, db)
         logs.append(log(t, "api", f"Handler#10 served request {i}", span_id=f"r{i}a"))
@@ -127,6 +132,19 @@ def test_a_gap_between_client_and_server_span_blames_the_callee_not_the_caller(t
     assert (top.entity, item.kind) == ("db", EvidenceKind.INCOMING_GAP)
     assert item.subject == "api -> query" and item.observed == 100.0  # ms, against p95 1.2 ms
     assert items(evidence, EvidenceKind.SELF_TIME) == []  # the caller's client span has none
+
+
+def test_a_gap_on_one_call_in_four_fires_by_its_share_of_slow_calls(tmp_path):
+    _store, _case, evidence = evidence_of(tmp_path, intermittent=True)
+    (top,) = evidence.rank()
+    (item,) = top.items
+    # the median gap stays normal; a quarter of the window's calls are beyond 2 x p95
+    assert (top.entity, item.kind, item.unit) == (
+        "db",
+        EvidenceKind.INCOMING_GAP,
+        "% of calls slow",
+    )
+    assert 20 <= item.observed <= 30 and item.strength == round(item.observed / 10, 3)
 
 
 def test_a_pod_at_its_cpu_limit_is_saturation_first(tmp_path):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storekit import at, build_store, fault, span
-from thinkfl.tools import Toolbox
-from thinkfl.tools.toolbox import log_pattern, parse_timestamp
+from thinkfl.tools import Toolbox, log_pattern, parse_timestamp
 
 SPANS = (
     [span(f"h{i}", None, "frontend", 10 * i, 100_000, trace=f"h{i}", op="GET /") for i in range(25)]
@@ -152,6 +151,36 @@ def test_bad_arguments_give_helpful_observations(box):
     assert not entity.ok and "Did you mean: cart" in entity.text
     when = box.call("search_logs", {"service_name": "cart", "timestamp": "yesterday"})
     assert not when.ok and "cannot read timestamp 'yesterday'" in when.text
+
+
+def test_one_registry_declares_prompts_checks_and_dispatches(box):
+    from thinkfl.agent.protocol import system_prompt
+    from thinkfl.tools import TOOL_SPECS, TOOLS
+    from thinkfl.tools.answer import Answer
+    from thinkfl.tools.traces import TraceChildren
+
+    assert [spec.name for spec in TOOL_SPECS] == list(TOOLS)
+    logs = next(spec for spec in TOOL_SPECS if spec.name == "search_logs")
+    # the schema is generated from the argument model: names, types, descriptions, required
+    assert logs.parameters["required"] == ["service_name", "timestamp"]
+    assert logs.parameters["properties"]["service_name"]["type"] == "string"
+    assert "exactly as shown" in logs.parameters["properties"]["service_name"]["description"]
+    answer = next(spec for spec in TOOL_SPECS if spec.name == "print_results")
+    assert answer.parameters["properties"]["root_causes"]["type"] == "array"
+    prompt = system_prompt()
+    assert "- search_logs(service_name, timestamp):" in prompt
+    # an epoch number is read as text; a list where text is wanted is refused by the model
+    number = box.call("search_logs", {"service_name": "cart", "timestamp": at(1012).timestamp()})
+    assert number.ok
+    wrong = box.call("search_traces", {"parent_span_id": ["root0001"]})
+    assert not wrong.ok and "parent_span_id" in wrong.text and "string" in wrong.text
+    # results are typed: the data validates against the tool's result model
+    children = TraceChildren.model_validate(
+        box.call("search_traces", {"parent_span_id": "root"}).data
+    )
+    assert children.rows[0].span_id == "call0001" and children.rows[0].below_at == "cart-1"
+    printed = box.call("print_results", {"root_causes": [{"pod": "cart-1"}]})
+    assert Answer.model_validate(printed.data).ranking == [{"pod": "cart-1"}]
 
 
 def test_fluctuating_metrics_cover_a_service_its_pods_and_nodes(box):

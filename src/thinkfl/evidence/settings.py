@@ -79,6 +79,23 @@ class TraceSettings(BaseModel):
         gt=0,
         description="gaps below this are network noise: the normal p95 is floored here",
     )
+    tail_min_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="when the median does not fire: this share of the window's calls beyond "
+        "factor x the normal p95 (self-time or gap) fires (strength = share / this)",
+    )
+    tail_normal_share: float = Field(
+        0.05, gt=0, lt=1, description="a normal call is beyond the bound at most this often"
+    )
+    tail_alpha: float = Field(
+        0.001,
+        gt=0,
+        lt=1,
+        description="... so the share fires only when that many slow calls have a binomial "
+        "probability below this (a share of a handful of calls is chance)",
+    )
     error_min_count: int = Field(3, ge=1, description="own error spans needed in the window")
     error_rate_floor: float = Field(
         0.02, gt=0, le=1, description="normal own-error rate is floored here (strength = ratio)"

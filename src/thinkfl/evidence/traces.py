@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scipy.stats import binom
+
 from thinkfl.evidence.cache import write_atomic
 from thinkfl.evidence.model import EvidenceItem, EvidenceKind
 from thinkfl.evidence.periods import Periods
@@ -63,26 +65,38 @@ def trace_evidence(
 ) -> list[EvidenceItem]:
     source = f"read_parquet({sql_literal(facts.as_posix())})"
     now, normal = periods.is_window("start"), periods.is_baseline("start")
+    tail = settings
     rows = store.query(
-        f"""SELECT service, pod, operation,
-                   count(*) FILTER (WHERE {now}) AS n_now,
-                   count(*) FILTER (WHERE {normal}) AS n_normal,
-                   count(self_us) FILTER (WHERE {now}) AS s_now,
-                   count(self_us) FILTER (WHERE {normal}) AS s_normal,
-                   median(self_us) FILTER (WHERE {now}) AS self_now,
-                   quantile_cont(self_us, 0.95) FILTER (WHERE {normal}) AS self_p95,
-                   count(gap_us) FILTER (WHERE {now}) AS g_now,
-                   count(gap_us) FILTER (WHERE {normal}) AS g_normal,
-                   median(gap_us) FILTER (WHERE {now}) AS gap_now,
-                   quantile_cont(gap_us, 0.95) FILTER (WHERE {normal}) AS gap_p95,
-                   any_value(caller) FILTER (WHERE {now} AND gap_us IS NOT NULL) AS caller,
-                   count(*) FILTER (WHERE {now} AND own_error) AS err_now,
-                   count(*) FILTER (WHERE {normal} AND own_error) AS err_normal,
-                   arg_max(span_id, self_us) FILTER (WHERE {now}) AS slowest_self,
-                   arg_max(span_id, gap_us) FILTER (WHERE {now}) AS widest_gap,
-                   (list(span_id) FILTER (WHERE {now} AND own_error))[1:3] AS error_spans
-            FROM {source} WHERE {now} OR {normal}
-            GROUP BY service, pod, operation"""
+        f"""WITH normal AS (
+                SELECT service, pod, operation,
+                       greatest(coalesce(quantile_cont(self_us, 0.95), 0), {tail.min_self_time_us})
+                           AS self_p95,
+                       greatest(coalesce(quantile_cont(gap_us, 0.95), 0), {tail.min_gap_us})
+                           AS gap_p95,
+                       count(self_us) AS s_normal, count(gap_us) AS g_normal,
+                       count(*) AS n_normal, count(*) FILTER (WHERE own_error) AS err_normal
+                FROM {source} WHERE {normal} GROUP BY ALL)
+            SELECT f.service, f.pod, f.operation,
+                   count(*) AS n_now, coalesce(any_value(b.n_normal), 0) AS n_normal,
+                   count(self_us) AS s_now, coalesce(any_value(b.s_normal), 0) AS s_normal,
+                   median(self_us) AS self_now, any_value(b.self_p95) AS self_p95,
+                   avg((self_us > {tail.self_time_factor} * b.self_p95)::INT) AS self_tail,
+                   count(*) FILTER (WHERE self_us > {tail.self_time_factor} * b.self_p95) AS self_slow,
+                   count(gap_us) AS g_now, coalesce(any_value(b.g_normal), 0) AS g_normal,
+                   median(gap_us) AS gap_now, any_value(b.gap_p95) AS gap_p95,
+                   avg((gap_us > {tail.gap_factor} * b.gap_p95)::INT) AS gap_tail,
+                   count(*) FILTER (WHERE gap_us > {tail.gap_factor} * b.gap_p95) AS gap_slow,
+                   any_value(caller) FILTER (WHERE gap_us IS NOT NULL) AS caller,
+                   count(*) FILTER (WHERE own_error) AS err_now,
+                   coalesce(any_value(b.err_normal), 0) AS err_normal,
+                   arg_max(span_id, self_us) AS slowest_self,
+                   arg_max(span_id, gap_us) AS widest_gap,
+                   (list(span_id) FILTER (WHERE own_error))[1:3] AS error_spans
+            FROM {source} f LEFT JOIN normal b
+                ON f.service = b.service AND f.pod IS NOT DISTINCT FROM b.pod
+                AND f.operation = b.operation
+            WHERE {now}
+            GROUP BY f.service, f.pod, f.operation"""
     ).to_pylist()
     items: list[EvidenceItem] = []
     errors: dict[tuple[str, str], list[int | list]] = {}
@@ -103,42 +117,57 @@ def trace_evidence(
 
 
 def _latency_items(level: str, name: str, row: dict, s: TraceSettings) -> list[EvidenceItem]:
+    """Self-time and incoming gap: the window median against `factor` x the normal p95, or,
+    for a fault that hits only some calls (retries after packet loss, a slow disk now and
+    then), the share of calls beyond that bound against `tail_min_share`."""
     found = []
-    if row["s_now"] >= s.min_window_spans and row["s_normal"] >= s.min_baseline_spans:
-        normal = max(row["self_p95"] or 0.0, s.min_self_time_us)
-        ratio = row["self_now"] / normal
-        if ratio >= s.self_time_factor:
-            found.append(
-                EvidenceItem(
-                    level=level,
-                    entity=name,
-                    kind=EvidenceKind.SELF_TIME,
-                    subject=row["operation"],
-                    observed=round(row["self_now"] / 1000, 2),
-                    normal=round(normal / 1000, 2),
-                    unit=" ms",
-                    strength=round(ratio / s.self_time_factor, 3),
-                    pointers=[row["slowest_self"]],
-                )
+    channels = (
+        (EvidenceKind.SELF_TIME, "s", "self", s.self_time_factor, row["operation"], "slowest_self"),
+        (
+            EvidenceKind.INCOMING_GAP,
+            "g",
+            "gap",
+            s.gap_factor,
+            f"{row['caller']} -> {row['operation']}",
+            "widest_gap",
+        ),
+    )
+    for kind, count, stat, factor, subject, pointer in channels:
+        if row[f"{count}_now"] < s.min_window_spans or (row[f"{count}_normal"] or 0) < (
+            s.min_baseline_spans
+        ):
+            continue
+        normal = row[f"{stat}_p95"]
+        strength = (row[f"{stat}_now"] / normal) / factor
+        observed, shown_normal, unit = row[f"{stat}_now"] / 1000, normal / 1000, " ms"
+        share = row[f"{stat}_tail"] or 0.0
+        slow_calls = row[f"{stat}_slow"] or 0
+        calls = row[f"{count}_now"]
+        if strength < 1.0 and share >= s.tail_min_share and _unlikely(slow_calls, calls, s):
+            strength = share / s.tail_min_share
+            observed, shown_normal, unit = 100 * share, 5.0, "% of calls slow"
+        if strength < 1.0:
+            continue
+        found.append(
+            EvidenceItem(
+                level=level,
+                entity=name,
+                kind=kind,
+                subject=subject,
+                observed=round(observed, 2),
+                normal=round(shown_normal, 2),
+                unit=unit,
+                strength=round(strength, 3),
+                pointers=[row[pointer]],
             )
-    if row["g_now"] >= s.min_window_spans and row["g_normal"] >= s.min_baseline_spans:
-        normal = max(row["gap_p95"] or 0.0, s.min_gap_us)
-        ratio = row["gap_now"] / normal
-        if ratio >= s.gap_factor:
-            found.append(
-                EvidenceItem(
-                    level=level,
-                    entity=name,
-                    kind=EvidenceKind.INCOMING_GAP,
-                    subject=f"{row['caller']} -> {row['operation']}",
-                    observed=round(row["gap_now"] / 1000, 2),
-                    normal=round(normal / 1000, 2),
-                    unit=" ms",
-                    strength=round(ratio / s.gap_factor, 3),
-                    pointers=[row["widest_gap"]],
-                )
-            )
+        )
     return found
+
+
+def _unlikely(slow: int, calls: int, s: TraceSettings) -> bool:
+    """So many calls beyond the bound are unlikely by chance: a binomial tail below
+    `tail_alpha` when a normal call is beyond it with probability `tail_normal_share`."""
+    return bool(binom.sf(slow - 1, calls, s.tail_normal_share) < s.tail_alpha)
 
 
 def _error_item(

@@ -1,0 +1,59 @@
+"""The answer tool: the ranked root causes, checked against the known entities."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from thinkfl.tools.base import Observation, Tool, ToolArguments
+
+if TYPE_CHECKING:
+    from thinkfl.tools.toolbox import Toolbox
+
+
+class Answer(BaseModel):
+    ranking: list[dict[str, str]] = Field(description='[{"service"|"pod"|"node": name}, ...]')
+    problems: list[str] = Field(default_factory=list)
+
+
+class AnswerArguments(ToolArguments):
+    root_causes: Any = Field(
+        description='most likely first, at least three, each {"service": name} or '
+        '{"pod": name} or {"node": name}',
+        json_schema_extra={"type": "array", "items": {"type": "object"}},
+    )
+
+
+class PrintResults(Tool):
+    name = "print_results"
+    description = (
+        "Finish: give the ranked root causes, most likely first, at least three, "
+        'each {"service": name} or {"pod": name} or {"node": name}.'
+    )
+    Arguments = AnswerArguments
+
+    def run(self, box: Toolbox, arguments: AnswerArguments) -> Observation:
+        tool = self.name
+        root_causes = arguments.root_causes
+        if not isinstance(root_causes, list):
+            return box.refuse(
+                tool, 'root_causes must be a list like [{"service": "cartservice"}, ...]'
+            )
+        ranking: list[dict[str, str]] = []
+        problems: list[str] = []
+        for index, item in enumerate(root_causes):
+            keys = [k for k in ("service", "pod", "node") if isinstance(item, dict) and k in item]
+            if len(keys) != 1 or len(item) != 1:
+                problems.append(f"item {index + 1} must have exactly one of service, pod, node")
+                continue
+            level, name = keys[0], str(item[keys[0]]).strip()
+            entity = box.entities.get(name)
+            if entity is None or entity.level.value != level:
+                problems.append(f"item {index + 1}: no {level} named '{name}'")
+            ranking.append({level: name})
+        text = "results: " + ", ".join(f"{k}={v}" for r in ranking for k, v in r.items())
+        if problems:
+            text += "\nproblems: " + "; ".join(problems) + ". " + box.valid_names_hint()
+        answer = Answer(ranking=ranking, problems=problems)
+        return Observation(tool=tool, text=text, ok=not problems, data=answer.model_dump())

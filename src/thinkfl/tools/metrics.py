@@ -1,0 +1,111 @@
+"""The metric tool: what deviates around a time for a component and what it covers, with
+the evidence layer's saturation and shifts first."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from thinkfl.evidence import EvidenceItem
+from thinkfl.telemetry import Entity
+from thinkfl.tools.base import METRIC_KINDS, ComponentScore, EntityTool, Observation
+
+if TYPE_CHECKING:
+    from thinkfl.tools.toolbox import Toolbox
+
+
+class MetricFindings(BaseModel):
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+    scores: list[ComponentScore] = Field(default_factory=list)
+    fluctuating: list[tuple[str, str, float, str]] = Field(
+        default_factory=list, description="(entity, metric, sigma, level), strongest first"
+    )
+    covered: list[tuple[str, str]] = Field(default_factory=list, description="(entity, level)")
+
+
+class SearchFluctuatingMetrics(EntityTool):
+    name = "search_fluctuating_metrics"
+    description = (
+        "Metrics of a service (its pods and their nodes), a pod or a node around a time: "
+        "saturation and shifts against their normal first, then n-sigma deviations."
+    )
+
+    def look(self, box: Toolbox, entity: Entity, when: datetime) -> Observation:
+        tool = self.name
+        lim = box.limits
+        names = box.covered(entity)
+        rows = box.store.query(
+            """SELECT entity, metric,
+                   avg(value) FILTER (WHERE time < $3) AS mu,
+                   coalesce(stddev_pop(value) FILTER (WHERE time < $3), 0) AS sd,
+                   count(*) FILTER (WHERE time < $3) AS n_base,
+                   avg(value) FILTER (WHERE time >= $4) AS cur,
+                   max(value) FILTER (WHERE time >= $4) AS hi,
+                   min(value) FILTER (WHERE time >= $4) AS lo
+               FROM metrics WHERE entity IN (SELECT unnest($1)) AND time BETWEEN $2 AND $5
+                 AND (time < $3 OR time >= $4)
+               GROUP BY entity, metric""",
+            [
+                names,
+                when - timedelta(seconds=lim.baseline_before_s),
+                when - timedelta(seconds=lim.baseline_gap_s),
+                when - timedelta(seconds=lim.current_before_s),
+                when + timedelta(seconds=lim.current_after_s),
+            ],
+        ).to_pylist()
+        found = []
+        for row in rows:
+            if row["cur"] is None or row["mu"] is None or row["n_base"] < 2:
+                continue
+            # a flat baseline still needs a real move: its spread is floored at 5% of its level
+            floor = 1e-9 + 0.05 * abs(row["mu"])
+            sd = max(row["sd"], floor)
+            z = max(abs(row["hi"] - row["mu"]), abs(row["lo"] - row["mu"])) / sd
+            if z > lim.sigma:
+                found.append((z, row))
+        found.sort(key=lambda item: (-item[0], item[1]["entity"], item[1]["metric"]))
+        block = box.evidence_block(entity, METRIC_KINDS, "metric evidence")
+        evidence_data = box.items_of(entity, METRIC_KINDS)
+        if not found:
+            text = (
+                f"no metric of {', '.join(names)} deviates beyond {lim.sigma:g} sigma "
+                f"around {box.rel(when)}"
+            )
+            covered = [(name, box.level_of(name)) for name in names]
+            return Observation(
+                tool=tool,
+                text=f"{block}\n{text}",
+                data=MetricFindings(
+                    fluctuating=[],
+                    covered=covered,
+                    evidence=evidence_data,
+                    scores=box.component_scores(entity),
+                ).model_dump(),
+            )
+        width = max(len(r["entity"]) for _z, r in found)
+        lines = [
+            f"{r['entity']:<{width}}  {r['metric'][:34]:<34} normal {r['mu']:>10.3g} ±{r['sd']:<9.3g} "
+            f"now {r['cur']:>10.3g} (range {r['lo']:.3g}..{r['hi']:.3g})  {z:5.1f} sigma"
+            for z, r in found
+        ]
+        body, cut = box.cut(lines, len(lines), "fluctuating metrics")
+        head = (
+            f"{len(found)} fluctuating metrics of {entity.level.value} {entity.name} "
+            f"around {box.rel(when)}, strongest first:"
+        )
+        return Observation(
+            tool=tool,
+            text=f"{block}\n{head}\n{body}",
+            truncated=cut,
+            data=MetricFindings(
+                evidence=evidence_data,
+                scores=box.component_scores(entity),
+                fluctuating=[
+                    (r["entity"], r["metric"], round(z, 3), box.level_of(r["entity"]))
+                    for z, r in found
+                ],
+                covered=[(name, box.level_of(name)) for name in names],
+            ).model_dump(),
+        )
