@@ -178,3 +178,92 @@ def test_settings_are_named_and_change_the_outcome(tmp_path):
     strict = EvidenceSettings()
     strict.logs.z_threshold = 10.0  # z 6.67 no longer reaches strength 1
     assert evidence_for(store, case, strict).rank() == []
+
+
+# --- fusion rules on hand-made items (weights: log shifts 1, saturation 3; support 0.25) ---
+def item(
+    level: str,
+    entity: str,
+    kind: EvidenceKind,
+    strength: float,
+    subject: str = "x",
+    example: str = "",
+):
+    from thinkfl.evidence import EvidenceItem
+
+    return EvidenceItem(
+        level=level,
+        entity=entity,
+        kind=kind,
+        subject=subject,
+        example=example,
+        observed=1.0,
+        normal=0.0,
+        strength=strength,
+    )
+
+
+def entities_of(*rows: tuple[str, str, str | None, str | None]) -> dict:
+    from thinkfl.telemetry import Entity, Level
+
+    return {
+        name: Entity(level=Level(level), name=name, service=svc, node=node)
+        for level, name, svc, node in rows
+    }
+
+
+def test_a_callers_rising_line_that_names_its_callee_counts_for_the_callee():
+    from thinkfl.evidence.fusion import fuse
+
+    rise = EvidenceKind.LOG_RISE
+    items = [
+        item(
+            "service",
+            "api",
+            rise,
+            3.0,
+            "ERROR unexpected response from <*>",
+            "unexpected response from db: bad",
+        ),
+        item("service", "api", rise, 1.0, "ERROR retry to web", "retry to web"),  # web is no callee
+        item("service", "db", rise, 1.0, "ERROR validation failed"),
+    ]
+    edges = {(("service", "api"), ("service", "db"))}
+    known = entities_of(("service", "api", None, None), ("service", "db", None, None))
+    scores = {s.entity: s for s in fuse(items, EvidenceSettings().fusion, edges, known)}
+    # db: its own rise log2(1 + 1) = 1.0 and the moved one log2(1 + 3) = 2.0 (same kind: the max)
+    assert scores["db"].score == 2.0
+    assert scores["db"].items[0].subject == "api says: ERROR unexpected response from <*>"
+    # api keeps only the line that names no callee: log2(1 + 1) = 1.0, below db (not discounted:
+    # 2.0 >= 0.9 x 1.0 explains it, so x 0.5)
+    assert scores["api"].score == 0.5
+
+
+def test_metric_evidence_nothing_else_confirms_counts_half():
+    from thinkfl.evidence.fusion import fuse
+
+    items = [
+        item("pod", "p1", EvidenceKind.SATURATION, 1.0),
+        item("pod", "p2", EvidenceKind.SATURATION, 1.0),
+        item("pod", "p2", EvidenceKind.LOG_RISE, 1.0),
+    ]
+    known = entities_of(("pod", "p1", "s1", "n1"), ("pod", "p2", "s2", "n2"))
+    ranked = [(s.entity, s.score) for s in fuse(items, EvidenceSettings().fusion, None, known)]
+    # p2: 3 x log2(2) = 3.0 plus 0.25 x 1.0 of its log rise; p1 alone: 3.0 x 0.5
+    assert ranked == [("p2", 3.25), ("p1", 1.5)]
+
+
+def test_a_lifted_service_with_evidence_of_its_own_is_listed_once():
+    from thinkfl.evidence.fusion import fuse
+
+    items = [
+        item("service", "s", EvidenceKind.LOG_DROP, 1.0),
+        item("pod", "s-0", EvidenceKind.LOG_RISE, 3.0),
+        item("pod", "s-1", EvidenceKind.LOG_RISE, 1.0),
+    ]
+    known = entities_of(("pod", "s-0", "s", "n1"), ("pod", "s-1", "s", "n2"))
+    scores = fuse(items, EvidenceSettings().fusion, None, known)
+    services = [x for x in scores if x.key == ("service", "s")]
+    # lifted: the best pod 2.0 x 1.1; its own drop (1.0) is kept among the items
+    assert len(services) == 1 and services[0].score == 2.2
+    assert {i.kind for i in services[0].items} == {EvidenceKind.LOG_DROP, EvidenceKind.LOG_RISE}
