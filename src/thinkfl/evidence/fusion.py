@@ -16,7 +16,7 @@ import math
 import re
 from collections import defaultdict
 
-from thinkfl.evidence.model import EntityScore, EvidenceItem, EvidenceKind
+from thinkfl.evidence.model import METRIC_KINDS, EntityScore, EvidenceItem, EvidenceKind
 from thinkfl.evidence.settings import FusionSettings
 from thinkfl.telemetry import Entity, Level
 
@@ -27,7 +27,6 @@ def weighted(item: EvidenceItem, settings: FusionSettings) -> float:
 
 OWN_RESOURCE_KINDS = {EvidenceKind.SATURATION, EvidenceKind.SELF_TIME}
 ORIGIN_KINDS = set(EvidenceKind) - {EvidenceKind.METRIC_SHIFT}
-METRIC_KINDS = {EvidenceKind.SATURATION, EvidenceKind.METRIC_SHIFT}
 Edge = tuple[tuple[str, str], tuple[str, str]]
 
 
@@ -103,13 +102,16 @@ def _attributed_to_callees(
         callees[_service_of(caller, entities)].add(_service_of(callee, entities))
     result = []
     for item in items:
+        if item.kind != EvidenceKind.LOG_RISE:
+            result.append(item)
+            continue
         caller = _service_of((item.level, item.entity), entities)
         named = [
             callee
             for callee in callees.get(caller, ())
             if callee != caller and _names(callee, f"{item.subject} {item.example}")
         ]
-        if item.kind == EvidenceKind.LOG_RISE and len(named) == 1:
+        if len(named) == 1:
             item = item.model_copy(
                 update={
                     "level": Level.SERVICE.value,

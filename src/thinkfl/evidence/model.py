@@ -26,6 +26,10 @@ class EvidenceKind(StrEnum):
     SATURATION = "saturation"  # a utilisation metric at its limit, normally well below it
 
 
+LOG_KINDS = frozenset({EvidenceKind.LOG_DROP, EvidenceKind.LOG_RISE})
+METRIC_KINDS = frozenset({EvidenceKind.SATURATION, EvidenceKind.METRIC_SHIFT})
+
+
 class EvidenceItem(BaseModel):
     """One finding about one entity (a service, a pod or a node, named as the tools name it)."""
 

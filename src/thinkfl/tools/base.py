@@ -17,14 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from thinkfl.evidence import EvidenceKind
-
 if TYPE_CHECKING:
     from thinkfl.telemetry import Entity
     from thinkfl.tools.toolbox import Toolbox
-
-LOG_KINDS = {EvidenceKind.LOG_DROP, EvidenceKind.LOG_RISE}
-METRIC_KINDS = {EvidenceKind.SATURATION, EvidenceKind.METRIC_SHIFT}
 
 
 class ToolLimits(BaseModel):

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from thinkfl.evidence import EvidenceItem
+from thinkfl.evidence.model import LOG_KINDS
 from thinkfl.telemetry import Entity
 from thinkfl.tools.base import (
-    LOG_KINDS,
     ComponentScore,
     EntityTool,
     Observation,
@@ -57,8 +57,7 @@ class SearchLogs(EntityTool):
             )
         scale = box.limits.log_baseline_windows
         rank = {"fatal": 0, "error": 1, "warn": 2}
-        block = box.evidence_block(entity, LOG_KINDS, "log shifts")
-        shifts = box.items_of(entity, LOG_KINDS)
+        block, scores, shifts = box.evidence_view(entity, LOG_KINDS, "log shifts")
 
         def surprise(key: tuple[str, str], items: list[dict]) -> float:
             """How far above its usual rate a pattern is (usual counts per window, +1 smoothed)."""
@@ -75,7 +74,7 @@ class SearchLogs(EntityTool):
             return Observation(
                 tool=tool,
                 text=f"{block}\n{text}",
-                data=LogFindings(shifts=shifts, scores=box.component_scores(entity)).model_dump(),
+                data=LogFindings(shifts=shifts, scores=scores).model_dump(),
             )
         lines = [
             f"{sev.upper():<5} x{len(items):<4} usual {usual.get((sev, pattern), 0) / scale:<5.1f} "
@@ -95,7 +94,7 @@ class SearchLogs(EntityTool):
             truncated=cut,
             data=LogFindings(
                 shifts=shifts,
-                scores=box.component_scores(entity),
+                scores=scores,
                 patterns=[
                     (sev, pattern, len(items), usual.get((sev, pattern), 0) / scale)
                     for (sev, pattern), items in ordered

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from thinkfl.evidence import EvidenceItem
+from thinkfl.evidence.model import METRIC_KINDS
 from thinkfl.telemetry import Entity
-from thinkfl.tools.base import METRIC_KINDS, ComponentScore, EntityTool, Observation
+from thinkfl.tools.base import ComponentScore, EntityTool, Observation
 
 if TYPE_CHECKING:
     from thinkfl.tools.toolbox import Toolbox
@@ -66,8 +67,7 @@ class SearchFluctuatingMetrics(EntityTool):
             if z > lim.sigma:
                 found.append((z, row))
         found.sort(key=lambda item: (-item[0], item[1]["entity"], item[1]["metric"]))
-        block = box.evidence_block(entity, METRIC_KINDS, "metric evidence")
-        evidence_data = box.items_of(entity, METRIC_KINDS)
+        block, scores, evidence_data = box.evidence_view(entity, METRIC_KINDS, "metric evidence")
         if not found:
             text = (
                 f"no metric of {', '.join(names)} deviates beyond {lim.sigma:g} sigma "
@@ -81,7 +81,7 @@ class SearchFluctuatingMetrics(EntityTool):
                     fluctuating=[],
                     covered=covered,
                     evidence=evidence_data,
-                    scores=box.component_scores(entity),
+                    scores=scores,
                 ).model_dump(),
             )
         width = max(len(r["entity"]) for _z, r in found)
@@ -101,7 +101,7 @@ class SearchFluctuatingMetrics(EntityTool):
             truncated=cut,
             data=MetricFindings(
                 evidence=evidence_data,
-                scores=box.component_scores(entity),
+                scores=scores,
                 fluctuating=[
                     (r["entity"], r["metric"], round(z, 3), box.level_of(r["entity"]))
                     for z, r in found

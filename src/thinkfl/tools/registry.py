@@ -20,3 +20,5 @@ TOOLS: dict[str, Tool] = {
     )
 }
 TOOL_SPECS: list[ToolSpec] = [tool.spec() for tool in TOOLS.values()]
+# generated once: Toolbox.call checks required arguments against these
+SPECS: dict[str, ToolSpec] = {spec.name: spec for spec in TOOL_SPECS}

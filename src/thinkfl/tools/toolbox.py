@@ -7,6 +7,7 @@ what is valid)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from thinkfl.evidence import Evidence, EvidenceItem, EvidenceKind, evidence_for
 from thinkfl.telemetry import Entity, FailureCase, Level, TelemetryStore
 from thinkfl.tools.base import ComponentScore, Observation, ToolLimits, parse_timestamp
-from thinkfl.tools.registry import TOOLS
+from thinkfl.tools.registry import SPECS, TOOLS
 
 
 class Toolbox:
@@ -37,7 +38,7 @@ class Toolbox:
         if tool is None:
             return self.refuse(name, f"unknown tool '{name}'. Tools: {', '.join(TOOLS)}")
         arguments = arguments if isinstance(arguments, dict) else {}
-        declared = tool.spec().parameters
+        declared = SPECS[name].parameters
         missing = [k for k in declared["required"] if k not in arguments]
         if missing:
             wanted = ", ".join(declared["properties"])
@@ -113,7 +114,7 @@ class Toolbox:
             "below_service": below[4],
         }
 
-    def items_of(self, entity: Entity, kinds: set[EvidenceKind]) -> list[EvidenceItem]:
+    def items_of(self, entity: Entity, kinds: AbstractSet[EvidenceKind]) -> list[EvidenceItem]:
         """Evidence items of kinds about an entity and what it covers, strongest first."""
         names = set(self.covered(entity))
         items = [
@@ -158,15 +159,24 @@ class Toolbox:
         entity = self.entities.get(name)
         return entity.service if entity is not None and entity.service else None
 
-    def evidence_block(self, entity: Entity, kinds: set[EvidenceKind], what: str) -> str:
+    def evidence_view(
+        self, entity: Entity, kinds: AbstractSet[EvidenceKind], what: str
+    ) -> tuple[str, list[ComponentScore], list[EvidenceItem]]:
+        """The evidence an observation about `entity` starts with: its text (the scores of
+        what it covers, then the items of `kinds`), the scores and the items."""
         scores = self.component_scores(entity)
+        items = self.items_of(entity, kinds)
+        return self._evidence_text(entity, what, scores, items), scores, items
+
+    def _evidence_text(
+        self, entity: Entity, what: str, scores: list[ComponentScore], items: list[EvidenceItem]
+    ) -> str:
         lines = []
         if scores:
             lines.append(
                 "evidence score: "
                 + "; ".join(f"{s.name} {s.score:.1f} ({', '.join(s.kinds)})" for s in scores)
             )
-        items = self.items_of(entity, kinds)
         if not items:
             lines.append(f"no {what} of {entity.name} in the case window (against its normal).")
             return "\n".join(lines)
