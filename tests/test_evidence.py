@@ -55,13 +55,15 @@ def scenario(
     vanish: bool = False,
     errors: bool = False,
     intermittent: bool = False,
+    stop_calls: bool = False,
 ) -> tuple[list, list, list]:
     spans, logs, metrics = [], [], []
     for i, t in enumerate(range(0, END_S, 2)):
         slowed = gap_in_window or (intermittent and i % 4 == 0)  # every call, or one in four
         gap = 100_000 if slowed and in_window(t) else 1_000 + (i % 3) * 100
         db = 20_000 + (i % 5) * 500
-        spans += request(i, t, gap, db)
+        trace = request(i, t, gap, db)
+        spans += trace[:2] if stop_calls and in_window(t) else trace  # api no longer calls db
         logs.append(log(t, "api", f"Handler#10 served request {i}", span_id=f"r{i}a"))
         if not (vanish and in_window(t)):
             logs.append(log(t, "api", f"Repo#20 loaded row {i} in 3 ms", span_id=f"r{i}a"))
@@ -145,6 +147,14 @@ def test_a_gap_on_one_call_in_four_fires_by_its_share_of_slow_calls(tmp_path):
         "% of calls slow",
     )
     assert 20 <= item.observed <= 30 and item.strength == round(item.observed / 10, 3)
+
+
+def test_a_caller_that_stops_calling_its_callee_is_a_call_shift_of_the_caller(tmp_path):
+    _store, _case, evidence = evidence_of(tmp_path, stop_calls=True)
+    shifts = [i for s in evidence.rank() for i in s.items if i.kind == EvidenceKind.CALL_SHIFT]
+    assert [(i.entity, i.subject, i.observed) for i in shifts] == [("api", "calls to db", 0)]
+    # about 90 calls expected in the window (one per api span, as normal): z = 90 / sqrt(91)
+    assert shifts[0].normal > 80 and shifts[0].strength > 3
 
 
 def test_a_pod_at_its_cpu_limit_is_saturation_first(tmp_path):

@@ -289,3 +289,17 @@ def test_timestamp_and_pattern_helpers():
         log_pattern("user 4d2a46c7-71cb-4cf1-b5bb-b68406d9da6f took 35 ms")
         == "user <*> took <*> ms"
     )
+
+
+def test_the_entry_trace_is_read_once_and_answers_span_lookups(box, monkeypatch):
+    box.call("search_traces", {"parent_span_id": "root0001"})
+
+    def no_scan(*_args, **_kwargs):
+        raise AssertionError("the store was scanned for a span of the entry trace")
+
+    monkeypatch.setattr(box.store, "children", no_scan)
+    monkeypatch.setattr(box.store, "span", no_scan)
+    monkeypatch.setattr(box.store, "trace", no_scan)
+    deeper = box.call("search_traces", {"parent_span_id": "call0001"})
+    assert deeper.ok and deeper.data["children"] == ["cart0001"]
+    assert box.call("search_span", {"span_id": "cart0001"}).ok

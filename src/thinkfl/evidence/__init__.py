@@ -19,7 +19,7 @@ from thinkfl.evidence.metrics import metric_evidence
 from thinkfl.evidence.model import EntityScore, Evidence, EvidenceItem, EvidenceKind
 from thinkfl.evidence.periods import Periods, periods_for
 from thinkfl.evidence.settings import EvidenceSettings
-from thinkfl.evidence.traces import call_edges, span_facts, trace_evidence
+from thinkfl.evidence.traces import call_edges, call_evidence, span_facts, trace_evidence
 from thinkfl.telemetry import FailureCase, TelemetryStore
 
 _BUILD_LOCK = threading.Lock()  # derived tables are built once even with parallel callers
@@ -62,6 +62,7 @@ def evidence_for(
         items = [
             *log_evidence(store, periods, templates, settings.logs),
             *trace_evidence(store, periods, facts, settings.traces),
+            *call_evidence(store, periods, facts, settings.traces),
             *metric_evidence(store, periods, settings.metrics),
         ]
         edges = call_edges(store, periods, facts)

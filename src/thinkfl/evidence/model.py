@@ -24,6 +24,7 @@ class EvidenceKind(StrEnum):
     OWN_ERRORS = "own_errors"  # error spans whose children did not fail: the error starts here
     METRIC_SHIFT = "metric_shift"  # a metric left its own recent range (flat series guarded)
     SATURATION = "saturation"  # a utilisation metric at its limit, normally well below it
+    CALL_SHIFT = "call_shift"  # a caller stopped calling a callee, or started calling a new one
 
 
 LOG_KINDS = frozenset({EvidenceKind.LOG_DROP, EvidenceKind.LOG_RISE})

@@ -96,6 +96,18 @@ class TraceSettings(BaseModel):
         description="... so the share fires only when that many slow calls have a binomial "
         "probability below this (a share of a handful of calls is chance)",
     )
+    call_min_expected: float = Field(
+        5.0, gt=0, description="a call edge needs this many calls expected (or seen) to change"
+    )
+    call_drop_max_ratio: float = Field(
+        0.3, ge=0, lt=1, description="a vanished edge: at most this share of its expected calls"
+    )
+    call_rise_ratio: float = Field(
+        3.0, gt=1, description="a new or grown edge: at least this x (expected + 1) calls"
+    )
+    call_z_threshold: float = Field(
+        3.0, gt=0, description="Poisson z of a call-count change of strength 1"
+    )
     error_min_count: int = Field(3, ge=1, description="own error spans needed in the window")
     error_rate_floor: float = Field(
         0.02, gt=0, le=1, description="normal own-error rate is floored here (strength = ratio)"
@@ -141,6 +153,7 @@ class FusionSettings(BaseModel):
             EvidenceKind.SELF_TIME: 1.2,
             EvidenceKind.LOG_DROP: 1.0,
             EvidenceKind.LOG_RISE: 1.0,
+            EvidenceKind.CALL_SHIFT: 0.8,
             EvidenceKind.METRIC_SHIFT: 0.4,
         },
         description="how much each kind counts; saturation first, metric shifts (noisy) least",

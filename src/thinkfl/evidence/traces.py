@@ -10,12 +10,17 @@ Per span (computed once per store, `span_facts.parquet` in the evidence cache):
   inflate while the callee's own spans stay normal;
 - own error = an error span none of whose children failed: the error starts here.
 
+Per caller->callee service edge: calls per request the caller served, now against normal. A caller
+that stops calling a callee (it fails or returns before the call) or starts calling one it
+never called is itself behaving differently: the item is the caller's.
+
 Per component and operation, the window's median is compared with the baseline's p95
 (floored); per component, the own-error rate with its normal rate.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from scipy.stats import binom
@@ -213,3 +218,61 @@ def call_edges(
         (store.place(r["caller"], r["caller_pod"]), store.place(r["service"], r["pod"]))
         for r in rows
     }
+
+
+def call_evidence(
+    store: TelemetryStore, periods: Periods, facts: Path, settings: TraceSettings
+) -> list[EvidenceItem]:
+    """Call-edge changes: per (caller, callee) service pair, calls per request the caller
+    served (its spans entered from elsewhere) in the window against the baseline's rate
+    (Poisson z), both ways (a vanished or a new edge)."""
+    source = f"read_parquet({sql_literal(facts.as_posix())})"
+    now, normal = periods.is_window("start"), periods.is_baseline("start")
+    rows = store.query(
+        f"""WITH spans_of AS (
+                SELECT service, count(*) FILTER (WHERE {now}) AS own_now,
+                       count(*) FILTER (WHERE {normal}) AS own_normal
+                FROM {source}
+                WHERE ({now} OR {normal}) AND caller IS DISTINCT FROM service  -- requests served
+                GROUP BY service),
+            calls AS (
+                SELECT caller, service AS callee,
+                       count(*) FILTER (WHERE {now}) AS calls_now,
+                       count(*) FILTER (WHERE {normal}) AS calls_normal,
+                       any_value(span_id) FILTER (WHERE {now}) AS example
+                FROM {source}
+                WHERE caller IS NOT NULL AND caller <> service AND ({now} OR {normal})
+                GROUP BY caller, service)
+            SELECT c.*, o.own_now, o.own_normal
+            FROM calls c JOIN spans_of o ON o.service = c.caller
+            WHERE o.own_now > 0 AND o.own_normal > 0"""
+    ).to_pylist()
+    items = []
+    for row in rows:
+        expected = row["calls_normal"] / row["own_normal"] * row["own_now"]
+        seen = row["calls_now"]
+        z = (seen - expected) / math.sqrt(expected + 1)
+        dropped = (
+            expected >= settings.call_min_expected
+            and seen <= settings.call_drop_max_ratio * expected
+        )
+        rose = seen >= settings.call_min_expected and seen >= settings.call_rise_ratio * (
+            expected + 1
+        )
+        strength = abs(z) / settings.call_z_threshold
+        if not (dropped or rose) or strength < 1.0:
+            continue
+        items.append(
+            EvidenceItem(
+                level="service",
+                entity=row["caller"],
+                kind=EvidenceKind.CALL_SHIFT,
+                subject=f"calls to {row['callee']}",
+                observed=seen,
+                normal=round(expected, 2),
+                unit=" calls",
+                strength=round(strength, 3),
+                pointers=[row["example"]] if row["example"] else [],
+            )
+        )
+    return items

@@ -313,12 +313,26 @@ class TelemetryStore:
             [names, start, end],
         )
 
-    def logs(self, entity: str, level: Level, start: datetime, end: datetime) -> pa.Table:
-        """Log records of a service, a pod or a node (exact name) in a time window."""
+    def logs(
+        self,
+        entity: str,
+        level: Level,
+        start: datetime,
+        end: datetime,
+        severities: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """Log records of a service, a pod or a node (exact name) in a time window, of the
+        given severities (all when None)."""
         column = {Level.SERVICE: "service", Level.POD: "pod", Level.NODE: "node"}[Level(level)]
+        if severities is None:
+            return self.query(
+                f"SELECT * FROM logs WHERE {column} = ? AND time BETWEEN ? AND ? ORDER BY time",
+                [entity, start, end],
+            )
         return self.query(
-            f"SELECT * FROM logs WHERE {column} = ? AND time BETWEEN ? AND ? ORDER BY time",
-            [entity, start, end],
+            f"SELECT * FROM logs WHERE {column} = ? AND time BETWEEN ? AND ? "
+            "AND severity IN (SELECT unnest(?)) ORDER BY time",
+            [entity, start, end, list(severities)],
         )
 
     def entry_spans(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table:

@@ -40,12 +40,11 @@ class SearchLogs(EntityTool):
     def look(self, box: Toolbox, entity: Entity, when: datetime) -> Observation:
         tool = self.name
         window = timedelta(seconds=box.limits.log_window_s)
-        records = box.severe_logs(entity, when - window, when + window)
-        # the same-length windows just before (end exclusive, so no record is counted twice)
+        # the window, and the same-length windows just before it, read in one query
         span = 2 * window * box.limits.log_baseline_windows
-        before = box.severe_logs(
-            entity, when - window - span, when - window - timedelta(microseconds=1)
-        )
+        read = box.severe_logs(entity, when - window - span, when + window)
+        records = [r for r in read if r["time"] >= when - window]
+        before = [r for r in read if r["time"] < when - window]
         usual: dict[tuple[str, str], int] = {}
         for record in before:
             key = (record["severity"], log_pattern(record["message"]))

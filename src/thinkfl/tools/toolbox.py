@@ -30,7 +30,26 @@ class Toolbox:
         self.entities = store.entities()
         self._evidence: Evidence | None = None
         self._subtrees: dict[str, dict[tuple[str, str], str]] | None = None
-        self._services: dict[str, str] | None = None
+        self._trace: dict[str, dict] | None = None
+        self._kids: dict[str, list[dict]] = {}
+
+    @property
+    def entry_trace(self) -> dict[str, dict]:
+        """The spans of the case's entry trace by id, in start order (read once: the tools
+        answer from it without scanning the store)."""
+        if self._trace is None:
+            spans = self.store.trace(self.case.entry_trace_id).to_pylist()
+            self._trace = {row["span_id"]: row for row in spans}
+            for row in spans:
+                if row["parent_id"]:
+                    self._kids.setdefault(row["parent_id"], []).append(row)
+        return self._trace
+
+    def children_of(self, span_id: str) -> list[dict]:
+        """Direct children in start order: from the entry trace when the span is in it."""
+        if span_id in self.entry_trace:
+            return list(self._kids.get(span_id, []))
+        return self.store.children(span_id).to_pylist()
 
     # --- dispatch ------------------------------------------------------------------------
     def call(self, name: str, arguments: dict[str, Any] | None) -> Observation:
@@ -71,18 +90,13 @@ class Toolbox:
         return (found.score, found.items) if found else (0.0, [])
 
     def service_of(self, span_id: str) -> str:
-        if not span_id:
-            return ""
-        if self._services is None:
-            spans = self.store.trace(self.case.entry_trace_id).to_pylist()
-            self._services = {row["span_id"]: row["service"] for row in spans}
-        return self._services.get(span_id, "")
+        span = self.entry_trace.get(span_id) if span_id else None
+        return span["service"] if span else ""
 
     def subtree_places(self, span_id: str) -> dict[tuple[str, str], str]:
         """The components a span's descendants in the entry trace ran on (itself excluded)."""
         if self._subtrees is None:
-            spans = self.store.trace(self.case.entry_trace_id).to_pylist()
-            self._subtrees = _descendant_places(spans, self.store.place)
+            self._subtrees = _descendant_places(list(self.entry_trace.values()), self.store.place)
         return self._subtrees.get(span_id, {})
 
     def flags(self, span: dict) -> dict[str, Any]:
@@ -214,10 +228,10 @@ class Toolbox:
         text = str(span_id or "").strip().lower()
         if not text:
             return None, "give a span id"
-        span = self.store.span(text)
+        span = self.entry_trace.get(text) or self.store.span(text)
         if span is not None:
             return span, ""
-        trace = self.store.trace(self.case.entry_trace_id).to_pylist()
+        trace = list(self.entry_trace.values())
         matches = [s for s in trace if s["span_id"].startswith(text)]
         if len(matches) == 1:
             return matches[0], ""
@@ -315,14 +329,12 @@ class Toolbox:
         return when, None
 
     def severe_logs(self, entity: Entity, start: datetime, end: datetime) -> list[dict]:
-        return [
-            r
-            for r in self.store.logs(entity.name, entity.level, start, end).to_pylist()
-            if r["severity"] in ("warn", "error", "fatal")
-        ]
+        return self.store.logs(
+            entity.name, entity.level, start, end, ("warn", "error", "fatal")
+        ).to_pylist()
 
     def valid_names_hint(self) -> str:
-        spans = self.store.trace(self.case.entry_trace_id).to_pylist()
+        spans = list(self.entry_trace.values())
         services = sorted({s["service"] for s in spans})
         pods = sorted({s["pod"] for s in spans if s["pod"]})
         nodes = sorted({s["node"] for s in spans if s["node"]})

@@ -67,7 +67,7 @@ class SearchTraces(Tool):
         parent, problem = box.resolve_span(arguments.parent_span_id)
         if parent is None:
             return box.refuse(self.name, problem)
-        children = box.store.children(parent["span_id"]).to_pylist()
+        children = box.children_of(parent["span_id"])
         result = TraceChildren(
             where=box.where(parent),
             parent=parent["span_id"],
