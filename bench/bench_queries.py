@@ -87,13 +87,19 @@ def timed(function, arguments) -> list[float]:
     return times
 
 
-def main() -> None:
+def store_arguments() -> argparse.ArgumentParser:
+    """The size of the synthetic store (shared by bench_tools.py)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--traces", type=int, default=500_000)
     parser.add_argument("--pods", type=int, default=500)
     parser.add_argument("--metrics", type=int, default=20)
     parser.add_argument("--minutes", type=int, default=1_000)
     parser.add_argument("--logs", type=int, default=2_000_000)
+    return parser
+
+
+def main() -> None:
+    parser = store_arguments()
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--reference-queries", type=int, default=40)
     args = parser.parse_args()

@@ -14,7 +14,6 @@ timed). Ratios are reference p50 / thinkfl p50.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import tempfile
@@ -22,7 +21,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench_queries import BASE, SPANS_PER_TRACE, build, percentile, timed
+from bench_queries import BASE, SPANS_PER_TRACE, build, percentile, store_arguments, timed
 from thinkfl.evidence import evidence_for
 from thinkfl.telemetry import FailureCase, GroundTruth, Level, TelemetryStore
 from thinkfl.telemetry.model import EntryAnomaly, SpanStatus
@@ -53,12 +52,7 @@ def bench_case(store: TelemetryStore, trace: int) -> FailureCase:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--traces", type=int, default=500_000)
-    parser.add_argument("--pods", type=int, default=500)
-    parser.add_argument("--metrics", type=int, default=20)
-    parser.add_argument("--minutes", type=int, default=1_000)
-    parser.add_argument("--logs", type=int, default=2_000_000)
+    parser = store_arguments()
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--reference-calls", type=int, default=40)
     args = parser.parse_args()
