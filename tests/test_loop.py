@@ -168,3 +168,25 @@ def test_expert_answers_even_when_no_call_explains_the_entry(tmp_path):
     assert trajectory.finish == "printed"
     # the entry service first, then its callees by how slowed they are (cache 3x, auth 1x)
     assert trajectory.ranking[:3] == [{"service": "web"}, {"service": "cache"}, {"service": "auth"}]
+
+
+@pytest.mark.parametrize("loop", ["self", "pair"])
+def test_expert_stops_on_parent_links_that_form_a_loop(tmp_path, loop):
+    # a span listed as its own child, or A -> B -> A, reachable from the entry
+    spans = [
+        span(f"h{i}", None, "web", 10 * i, 100_000, trace=f"h{i}", op="GET /") for i in range(25)
+    ]
+    spans += [
+        span("root", None, "web", 1010, 900_000, trace="t", op="GET /"),
+        span("a", "root", "auth", 1010.1, 800_000, trace="t", op="check", status="error"),
+    ]
+    if loop == "self":
+        spans.append(span("s", "s", "cache", 1010.2, 700_000, trace="t", op="get", status="error"))
+        spans.append(span("s", "a", "cache", 1010.2, 700_000, trace="t", op="get", status="error"))
+    else:
+        spans.append(span("b", "a", "cache", 1010.2, 700_000, trace="t", op="get", status="error"))
+        spans.append(span("a", "b", "auth", 1010.3, 600_000, trace="t", op="check", status="error"))
+    store = build_store(tmp_path / "s", spans, faults=[fault("f", 1000, "web")])
+    trajectory = run_case(Toolbox(store, store.cases()[0]), ExpertPolicy())
+    assert trajectory.finish == "printed" and trajectory.ranking
+    assert len(trajectory.explored) <= 8

@@ -81,7 +81,9 @@ class ExpertPolicy:
         }
         path: list[dict] = []
         current = entry
-        while current in by_parent:
+        walked: set[str] = set()  # parent links may loop (a span its own child, A -> B -> A)
+        while current in by_parent and current not in walked:
+            walked.add(current)
             guided = self._by_evidence(by_parent[current])
             if guided == "here":
                 break  # the current span's own component carries the strongest evidence
