@@ -78,12 +78,24 @@ def test_spent_depth_forces_one_print_and_repeats_are_flagged(box):
 
 def test_replies_without_a_call_are_nudged_until_the_hard_cap(box):
     policy = Scripted(["I am thinking"] * 10, final="still thinking")
-    trajectory = run_case(box, policy, Budget(hard_cap=4))
+    trajectory = run_case(box, policy, Budget(hard_cap=4, fallback_answer=False))
     assert trajectory.finish == "no_answer" and trajectory.ranking == []
     assert trajectory.turns == 5  # 4 exploring turns + the forced one
     assert trajectory.replies_without_call == 5
     assert trajectory.valid_call_share() == 0.0
     assert sum(m.content == NO_CALL for m in trajectory.messages) == 4
+
+
+def test_a_model_that_never_prints_still_gets_a_ranking_from_what_it_was_shown(box):
+    explore = [call("search_traces", parent_span_id="root0001")] + ["I am thinking"] * 10
+    trajectory = run_case(box, Scripted(explore, final="still thinking"), Budget(hard_cap=4))
+    assert trajectory.finish == "fallback"
+    # the entry's children flagged "deeper: cart-1 0.5" (see test_tools): cart-1 and its
+    # service first, then the services of the spans listed (frontend), the entry's service
+    assert trajectory.ranking == [{"pod": "cart-1"}, {"service": "cart"}, {"service": "frontend"}]
+    # nothing seen at all: the entry service is all the loop can name
+    blind = run_case(box, Scripted([], final="still thinking"), Budget(hard_cap=2))
+    assert (blind.finish, blind.ranking) == ("fallback", [{"service": "frontend"}])
 
 
 def test_an_answer_with_unknown_names_goes_back_while_exploring(box):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from thinkfl.agent.policy import Reply, Turn
 from thinkfl.agent.protocol import ToolCall
+from thinkfl.agent.seen import evidence_seen, ranked_by_evidence
 from thinkfl.agent.trajectory import Step
 
 
@@ -156,42 +157,12 @@ class ExpertPolicy:
             return path[-1]["span_id"]
         return None
 
-    @staticmethod
-    def _evidence_seen(steps: list[Step]) -> dict[tuple[str, str], tuple[float, str | None]]:
-        """(level, name) -> (the strongest evidence score shown for that component, its
-        service): from the flags of the trace rows and the scores the log and metric
-        observations show for a component and what it covers (its pods, their nodes)."""
-        shown: list[tuple[float, str | None, str | None, str | None]] = []
-        for step in steps:
-            if step.tool == "search_traces":
-                rows = step.data.get("rows", [])
-                shown += [
-                    (row.get("here", 0.0), row.get("service"), row.get("level"), row.get("name"))
-                    for row in [*rows, step.data.get("parent_flags", {})]
-                ]
-                shown += [
-                    (
-                        row.get("below", 0.0),
-                        row.get("below_service"),
-                        row.get("below_level"),
-                        row.get("below_at"),
-                    )
-                    for row in rows
-                ]
-            for row in step.data.get("scores", []):
-                shown.append((row["score"], row.get("service"), row["level"], row["name"]))
-        best: dict[tuple[str, str], tuple[float, str | None]] = {}
-        for score, service, level, name in shown:
-            if level and name and score > best.get((level, name), (0.0, None))[0]:
-                best[(level, name)] = (score, service)
-        return best
-
     def _suspects(self, path: list[dict], steps: list[Step], entry_service: str) -> list[str]:
         """Services with evidence, strongest first; then those on the descended path,
         deepest first; then the entry service and the callees of the entry, most slowed
         (ratio to normal) first, so that an entry whose excess no single call explains
         still yields suspects and never an empty answer."""
-        seen = self._evidence_seen(steps)
+        seen = evidence_seen(steps)
         services: list[str] = []
         for _score, service in sorted(seen.values(), key=lambda v: -v[0]):
             if service and service not in services:
@@ -225,9 +196,9 @@ class ExpertPolicy:
         self, path: list[dict], steps: list[Step], entry_service: str
     ) -> list[dict[str, str]]:
         suspects = self._suspects(path, steps, entry_service)
-        seen = self._evidence_seen(steps)
+        seen = evidence_seen(steps)
         if seen:
-            return self._evidence_ranking(suspects, seen, path)
+            return self._filled_from_path(ranked_by_evidence(seen, suspects), path)
         score = {
             service: 1.0 - index / (len(suspects) + 1) for index, service in enumerate(suspects)
         }
@@ -261,24 +232,6 @@ class ExpertPolicy:
                 components = [c for c in components if c != single_pod_faults[service]]
             result.append({"service": service})
             result.extend(components)
-        return self._filled_from_path(result, path)
-
-    def _evidence_ranking(
-        self,
-        suspects: list[str],
-        seen: dict[tuple[str, str], tuple[float, str | None]],
-        path: list[dict],
-    ) -> list[dict[str, str]]:
-        """Components in order of the evidence shown for them (a pod followed by its
-        service), then the other suspects."""
-        result: list[dict[str, str]] = []
-        for (level, name), (_score, service) in sorted(seen.items(), key=lambda kv: -kv[1][0]):
-            for item in ({level: name}, {"service": service} if service else None):
-                if item and item not in result:
-                    result.append(item)
-        for service in suspects:
-            if {"service": service} not in result:
-                result.append({"service": service})
         return self._filled_from_path(result, path)
 
     def _filled_from_path(

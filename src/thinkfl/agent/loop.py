@@ -24,6 +24,7 @@ from thinkfl.agent.protocol import (
     system_prompt,
     user_prompt,
 )
+from thinkfl.agent.seen import answer_from_steps
 from thinkfl.agent.trajectory import Message, Step, Trajectory
 from thinkfl.tools import TOOL_SPECS, Observation, Toolbox
 
@@ -40,6 +41,12 @@ class Budget(BaseModel):
     temperature: float = Field(0.0, ge=0)
     rethink: bool = Field(False, description="ask once to look deeper before an early print")
     rethink_min_calls: int = Field(3, ge=0, description="an earlier print triggers the rethink")
+    fallback_answer: bool = Field(
+        True,
+        description="when the model ends without a usable answer, rank what the observations "
+        "pointed at (finish 'fallback'); off for training rollouts, so rewards judge the "
+        "model's own answers",
+    )
 
 
 PRINT_ONLY = [spec for spec in TOOL_SPECS if spec.name == "print_results"]
@@ -225,6 +232,11 @@ class _Run:
             self.trajectory.replies_without_call += 1
         if prints and self.call_tool(prints[0]):
             return "forced"
+        if self.budget.fallback_answer:
+            ranking = answer_from_steps(self.trajectory.steps, self.toolbox.case.entry_service)
+            if ranking:
+                self.trajectory.ranking = ranking
+                return "fallback"
         return "no_answer"
 
     def run(self) -> Trajectory:

@@ -40,7 +40,9 @@ class Trajectory(BaseModel):
     messages: list[Message] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     ranking: list[dict[str, str]] = Field(default_factory=list)
-    finish: str = "unfinished"  # printed | forced | no_answer | wall_clock | tokens
+    # printed | forced | fallback (the loop ranked what the observations showed) | no_answer |
+    # wall_clock | tokens | error (a crashed backend; `error` says why)
+    finish: str = "unfinished"
     turns: int = 0
     replies_without_call: int = 0
     prompt_tokens: int = 0

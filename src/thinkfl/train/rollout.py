@@ -99,7 +99,9 @@ class Rollouts:
         log: RolloutLog,
     ) -> None:
         self.questions = {q.key: q for q in questions}
-        self.grader, self.budget, self.tokenizer = grader, budget, tokenizer
+        self.grader, self.tokenizer = grader, tokenizer
+        # rewards judge the model's own answer: no last-resort ranking by the loop
+        self.budget = budget.model_copy(update={"fallback_answer": False})
         self.trajectories = folder / "trajectories.jsonl"
         self.log = log
         self._entities: dict[Path, dict[str, Entity]] = {}

@@ -1,0 +1,77 @@
+"""What a dialogue has shown so far, read from its steps' typed data: the evidence scores of
+components and the spans seen. The expert ranks from it, and so does the loop's last resort
+when a model ends without a usable answer (an answer built only from what the tools showed,
+never from the labels)."""
+
+from __future__ import annotations
+
+from thinkfl.agent.trajectory import Step
+
+Seen = dict[tuple[str, str], tuple[float, str | None]]
+
+
+def evidence_seen(steps: list[Step]) -> Seen:
+    """(level, name) -> (the strongest evidence score shown for that component, its service):
+    from the flags of the trace rows and the scores the log and metric observations show for
+    a component and what it covers (its pods, their nodes)."""
+    shown: list[tuple[float, str | None, str | None, str | None]] = []
+    for step in steps:
+        if step.tool == "search_traces":
+            rows = step.data.get("rows", [])
+            shown += [
+                (row.get("here", 0.0), row.get("service"), row.get("level"), row.get("name"))
+                for row in [*rows, step.data.get("parent_flags", {})]
+            ]
+            shown += [
+                (
+                    row.get("below", 0.0),
+                    row.get("below_service"),
+                    row.get("below_level"),
+                    row.get("below_at"),
+                )
+                for row in rows
+            ]
+        for row in step.data.get("scores", []):
+            shown.append((row["score"], row.get("service"), row["level"], row["name"]))
+    best: Seen = {}
+    for score, service, level, name in shown:
+        if level and name and score > best.get((level, name), (0.0, None))[0]:
+            best[(level, name)] = (score, service)
+    return best
+
+
+def ranked_by_evidence(seen: Seen, services: list[str]) -> list[dict[str, str]]:
+    """Components by the evidence shown for them (a pod followed by its service), then the
+    given services."""
+    result: list[dict[str, str]] = []
+    for (level, name), (_score, service) in sorted(seen.items(), key=lambda kv: -kv[1][0]):
+        for item in ({level: name}, {"service": service} if service else None):
+            if item and item not in result:
+                result.append(item)
+    for service in services:
+        if {"service": service} not in result:
+            result.append({"service": service})
+    return result
+
+
+def slowed_services(steps: list[Step]) -> list[str]:
+    """Services of the spans the trace observations listed, failing first, then by how far
+    above their normal duration."""
+    rows = [row for s in steps if s.tool == "search_traces" for row in s.data.get("rows", [])]
+    rows.sort(
+        key=lambda r: (
+            r.get("status") != "error",
+            -(r["duration_us"] / max(r.get("normal_us") or 1.0, 1.0)),
+        )
+    )
+    services: list[str] = []
+    for row in rows:
+        if row["service"] not in services:
+            services.append(row["service"])
+    return services
+
+
+def answer_from_steps(steps: list[Step], entry_service: str) -> list[dict[str, str]]:
+    """The last resort: what the observations pointed at, strongest evidence first, then the
+    slowed or failing services seen, then the entry service."""
+    return ranked_by_evidence(evidence_seen(steps), [*slowed_services(steps), entry_service])
