@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 
+from thinkfl.agent.grammar import call_grammar
 from thinkfl.agent.policy import Reply, Turn
 from thinkfl.agent.protocol import CLOSE, OPEN, ToolCall
+from thinkfl.agent.seen import shown_identifiers
 from thinkfl.agent.trajectory import Message
 from thinkfl.tools import ToolSpec
 
@@ -58,6 +60,7 @@ class LlamaCppPolicy:
         seed: int = 0,
         n_gpu_layers: int = 0,
         lora_path: Path | str | None = None,
+        constrained: bool = True,
     ) -> None:
         from llama_cpp import Llama  # optional dependency, imported only when used
 
@@ -75,14 +78,26 @@ class LlamaCppPolicy:
             verbose=False,
         )
         self._lock = threading.Lock()
+        self.constrained = constrained
+
+    def grammar_for(self, turn: Turn) -> Any:
+        """One call of the offered tools naming only what the dialogue has shown."""
+        from llama_cpp import LlamaGrammar
+
+        case = turn.case
+        shown = shown_identifiers(turn.steps, case.entry_span_id, case.entry_service)
+        text = call_grammar(turn.tools, shown, case.entry_start.isoformat())
+        return LlamaGrammar.from_string(text, verbose=False)
 
     def respond(self, turn: Turn) -> Reply:
+        grammar = self.grammar_for(turn) if self.constrained else None
         with self._lock:
             out = self._llm.create_chat_completion(
                 messages=chat_messages(turn.messages, native_tools=False),
                 temperature=turn.temperature,
                 max_tokens=turn.max_tokens,
                 stop=[CLOSE],
+                grammar=grammar,
             )
         choice = out["choices"][0]
         usage = out.get("usage") or {}
@@ -98,10 +113,21 @@ class EndpointError(Exception):
 
 
 def openai_tools(specs: list[ToolSpec]) -> list[dict[str, Any]]:
+    """The `tools` field, without our own schema marks (`x-identifier`)."""
     return [
         {
             "type": "function",
-            "function": {"name": s.name, "description": s.description, "parameters": s.parameters},
+            "function": {
+                "name": s.name,
+                "description": s.description,
+                "parameters": {
+                    **s.parameters,
+                    "properties": {
+                        key: {k: v for k, v in value.items() if not k.startswith("x-")}
+                        for key, value in s.parameters["properties"].items()
+                    },
+                },
+            },
         }
         for s in specs
     ]

@@ -5,6 +5,8 @@ never from the labels)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from thinkfl.agent.trajectory import Step
 
 Seen = dict[tuple[str, str], tuple[float, str | None]]
@@ -75,3 +77,49 @@ def answer_from_steps(steps: list[Step], entry_service: str) -> list[dict[str, s
     """The last resort: what the observations pointed at, strongest evidence first, then the
     slowed or failing services seen, then the entry service."""
     return ranked_by_evidence(evidence_seen(steps), [*slowed_services(steps), entry_service])
+
+
+@dataclass
+class ShownIdentifiers:
+    """The span ids and component names (by level) a dialogue has shown so far."""
+
+    spans: list[str] = field(default_factory=list)
+    names: dict[str, list[str]] = field(default_factory=dict)  # level -> names, first seen first
+
+    def add_span(self, span_id: str | None) -> None:
+        if span_id and span_id not in self.spans:
+            self.spans.append(span_id)
+
+    def add_name(self, level: str | None, name: str | None) -> None:
+        if level in LEVELS and name and name not in self.names.setdefault(level, []):
+            self.names[level].append(name)
+
+    @property
+    def components(self) -> list[str]:
+        return [name for level in LEVELS for name in self.names.get(level, [])]
+
+
+LEVELS = ("service", "pod", "node")
+
+
+def shown_identifiers(steps: list[Step], entry_span: str, entry_service: str) -> ShownIdentifiers:
+    """What the case's question and the observations named: span ids of traces, and the
+    services, pods and nodes of rows, scores, evidence and covered components."""
+    shown = ShownIdentifiers()
+    shown.add_span(entry_span)
+    shown.add_name("service", entry_service)
+    for step in steps:
+        data = step.data
+        shown.add_span(data.get("parent"))
+        shown.add_span(data.get("span"))
+        for row in [*data.get("rows", []), data.get("where", {})]:
+            shown.add_span(row.get("span_id"))
+            for level in LEVELS:
+                shown.add_name(level, row.get(level))
+        for row in data.get("scores", []):
+            shown.add_name(row["level"], row["name"])
+        for item in [*data.get("evidence", []), *data.get("shifts", [])]:
+            shown.add_name(item["level"], item["entity"])
+        for name, level in data.get("covered", []):
+            shown.add_name(level, name)
+    return shown

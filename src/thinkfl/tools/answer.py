@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from thinkfl.tools.base import Observation, Tool, ToolArguments
+from thinkfl.tools.base import Identifier, Observation, Tool, ToolArguments, identifies
 
 if TYPE_CHECKING:
     from thinkfl.tools.toolbox import Toolbox
@@ -21,7 +21,11 @@ class AnswerArguments(ToolArguments):
     root_causes: Any = Field(
         description='most likely first, at least three, each {"service": name} or '
         '{"pod": name} or {"node": name}',
-        json_schema_extra={"type": "array", "items": {"type": "object"}},
+        json_schema_extra={
+            "type": "array",
+            "items": {"type": "object"},
+            **identifies(Identifier.RANKING),
+        },
     )
 
 

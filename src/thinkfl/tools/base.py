@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,6 +85,21 @@ def log_pattern(message: str) -> str:
     return _VOLATILE.sub("<*>", message)[:160]
 
 
+class Identifier(StrEnum):
+    """What an argument names, for constrained generation (thinkfl.agent.grammar): its value
+    is one of the identifiers of that kind the dialogue has shown."""
+
+    SPAN = "span"
+    COMPONENT = "component"  # a service, pod or node
+    TIME = "time"
+    RANKING = "ranking"  # a list of {"service"|"pod"|"node": name}
+
+
+def identifies(kind: Identifier) -> dict[str, str]:
+    """The schema mark of an argument that names an identifier of `kind`."""
+    return {"x-identifier": kind.value}
+
+
 class ToolArguments(BaseModel):
     """Arguments as a model sends them: unknown keys ignored, numbers read as text (an epoch
     timestamp, a numeric id); each tool checks the meaning itself and refuses with a hint."""
@@ -123,8 +139,14 @@ class Tool:
 class EntityAtTime(ToolArguments):
     """The metric and log tools take the same arguments: a component and a time."""
 
-    service_name: str = Field(description="a service, pod or node name, exactly as shown")
-    timestamp: str = Field(description="ISO 8601 or epoch seconds, e.g. the entry span's start")
+    service_name: str = Field(
+        description="a service, pod or node name, exactly as shown",
+        json_schema_extra=identifies(Identifier.COMPONENT),
+    )
+    timestamp: str = Field(
+        description="ISO 8601 or epoch seconds, e.g. the entry span's start",
+        json_schema_extra=identifies(Identifier.TIME),
+    )
 
 
 class EntityTool(Tool):

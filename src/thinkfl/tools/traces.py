@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from thinkfl.tools.base import Observation, Tool, ToolArguments
+from thinkfl.tools.base import Identifier, Observation, Tool, ToolArguments, identifies
 
 if TYPE_CHECKING:
     from thinkfl.tools.toolbox import Toolbox
@@ -52,7 +52,10 @@ class SpanDetail(BaseModel):
 
 
 class SpanArguments(ToolArguments):
-    parent_span_id: str = Field(description="a span id of this trace (a unique prefix will do)")
+    parent_span_id: str = Field(
+        description="a span id of this trace (a unique prefix will do)",
+        json_schema_extra=identifies(Identifier.SPAN),
+    )
 
 
 class SearchTraces(Tool):
@@ -104,7 +107,10 @@ class SearchTraces(Tool):
 
 
 class OneSpanArguments(ToolArguments):
-    span_id: str = Field(description="a span id of this trace (a unique prefix will do)")
+    span_id: str = Field(
+        description="a span id of this trace (a unique prefix will do)",
+        json_schema_extra=identifies(Identifier.SPAN),
+    )
 
 
 class SearchSpan(Tool):
