@@ -90,3 +90,23 @@ def test_examples_seen_from_small_models():
         parse_tool_calls('{"tool": "search_span", "parameters": {"span_id": "s"}}')[0].name
         == "search_span"
     )
+
+
+@given(st.integers(1, 20_000), st.sampled_from(["[", '{"a": ', '{"name": "x", "arguments": ']))
+@settings(max_examples=30, deadline=None)
+def test_deeply_nested_replies_never_raise(depth, opener):
+    closer = {"[": "]"}.get(opener, "}")
+    text = opener * depth + "1" + closer * depth
+    calls = parse_tool_calls(f"<tool_call>{text}</tool_call>") + parse_tool_calls(text)
+    # a call survives only with arguments of a nesting the tools could take
+    assert all(not c.arguments or depth < 20 for c in calls)
+
+
+def test_a_call_with_absurdly_nested_arguments_is_no_call():
+    deep = {
+        "name": "search_logs",
+        "arguments": {"service_name": [[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]},
+    }
+    assert parse_tool_calls(json.dumps(deep)) == []
+    shallow = {"name": "search_logs", "arguments": {"service_name": [["x"]]}}
+    assert parse_tool_calls(json.dumps(shallow))[0].arguments == {"service_name": [["x"]]}

@@ -303,3 +303,19 @@ def test_the_entry_trace_is_read_once_and_answers_span_lookups(box, monkeypatch)
     deeper = box.call("search_traces", {"parent_span_id": "call0001"})
     assert deeper.ok and deeper.data["children"] == ["cart0001"]
     assert box.call("search_span", {"span_id": "cart0001"}).ok
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "says"),
+    [
+        ("0001-01-01", "days from the failure"),
+        ("9999-12-31T23:59:59", "days from the failure"),
+        (1e300, "cannot read timestamp"),
+        ("-99999999999", "cannot read timestamp"),
+        (float("nan"), "cannot read timestamp"),
+    ],
+)
+def test_extreme_timestamps_are_refused_with_the_failure_time(box, timestamp, says):
+    for tool in ("search_logs", "search_fluctuating_metrics"):
+        obs = box.call(tool, {"service_name": "cart", "timestamp": timestamp})
+        assert not obs.ok and says in obs.text and box.case.entry_start.isoformat() in obs.text

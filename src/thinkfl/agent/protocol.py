@@ -124,7 +124,7 @@ def _load(candidate: str) -> Any:
     for attempt in (candidate, candidate.replace("\n", " ")):
         try:
             return json.loads(attempt)
-        except (json.JSONDecodeError, ValueError):
+        except (json.JSONDecodeError, ValueError, RecursionError):
             pass
         try:
             python = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", attempt))
@@ -135,8 +135,25 @@ def _load(candidate: str) -> Any:
     return None
 
 
+MAX_ARGUMENT_DEPTH = 16  # deeper arguments are no call: nothing the tools take nests so deep
+
+
+def _too_deep(obj: Any, limit: int = MAX_ARGUMENT_DEPTH) -> bool:
+    """Whether lists/dicts nest deeper than `limit` (iterative: safe on any depth)."""
+    todo = [(obj, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            todo.extend((value, depth + 1) for value in item.values())
+        elif isinstance(item, list):
+            todo.extend((value, depth + 1) for value in item)
+    return False
+
+
 def _as_call(obj: Any) -> ToolCall | None:
-    if not isinstance(obj, dict):
+    if not isinstance(obj, dict) or _too_deep(obj):
         return None
     if isinstance(obj.get("function"), dict):
         obj = {**obj["function"], "id": obj.get("id")}

@@ -36,6 +36,11 @@ class ToolLimits(BaseModel):
     log_baseline_windows: int = Field(5, ge=1, description="windows before, for usual rates")
     max_evidence_rows: int = Field(4, ge=1, description="evidence items shown per observation")
     error_rows: int = Field(3, ge=1, description="error/warning patterns shown by search_logs")
+    max_time_offset_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="a timestamp further than this from the failure time is refused",
+    )
 
 
 class Observation(BaseModel):
@@ -71,10 +76,13 @@ def parse_timestamp(value: Any) -> datetime | None:
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     if not math.isfinite(number):
         return None
-    for limit, scale in ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6)):
-        if abs(number) < limit:
-            return datetime.fromtimestamp(number / scale, UTC)
-    return datetime.fromtimestamp(number / 1e9, UTC)
+    scale = next(
+        (s for limit, s in ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6)) if abs(number) < limit), 1e9
+    )
+    try:
+        return datetime.fromtimestamp(number / scale, UTC)
+    except (OverflowError, ValueError, OSError):  # beyond the years datetime can hold
+        return None
 
 
 _VOLATILE = re.compile(r"\b[0-9a-f]{12,}\b|\b\d+(\.\d+)?\b|[0-9a-f]{8}-[0-9a-f-]{27}")

@@ -321,10 +321,15 @@ class Toolbox:
 
     def read_time(self, tool: str, value: Any) -> tuple[datetime | None, Observation | None]:
         when = parse_timestamp(value)
+        example = self.case.entry_start.isoformat()
         if when is None:
-            example = self.case.entry_start.isoformat()
             return None, self.refuse(
                 tool, f"cannot read timestamp '{value}'. Use ISO 8601 ({example}) or epoch seconds"
+            )
+        days = abs((when - self.case.entry_start).total_seconds()) / 86400
+        if days * 86400 > self.limits.max_time_offset_s:
+            return None, self.refuse(
+                tool, f"timestamp '{value}' is {days:,.0f} days from the failure; use {example}"
             )
         return when, None
 
