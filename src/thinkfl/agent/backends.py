@@ -4,6 +4,7 @@ and transformers for HF model directories (imported lazily; each is an optional 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -47,6 +48,21 @@ def close_open_call(text: str) -> str:
     return text
 
 
+_QUIET: Any = None  # the no-op log callback, kept alive while llama.cpp may call it
+
+
+def quiet_llama_cpp() -> None:
+    """Silence llama.cpp's own log lines (LoRA loading, buffer fallbacks) that `verbose=False`
+    leaves on stderr; `THINKFL_VERBOSE=1` keeps them."""
+    global _QUIET
+    if _QUIET is not None or os.environ.get("THINKFL_VERBOSE"):
+        return
+    import llama_cpp
+
+    _QUIET = llama_cpp.llama_log_callback(lambda _level, _text, _data: None)
+    llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p())
+
+
 class LlamaCppPolicy:
     """A GGUF model run in-process by llama.cpp (CPU by default). One call at a time."""
 
@@ -64,6 +80,7 @@ class LlamaCppPolicy:
     ) -> None:
         from llama_cpp import Llama  # optional dependency, imported only when used
 
+        quiet_llama_cpp()
         self.path = Path(model_path)
         self.name = f"llama.cpp:{self.path.name}"
         if lora_path is not None:
