@@ -5,6 +5,7 @@ Slow (a model pull through pip, a llama.cpp load); run in CI like every other te
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -174,3 +175,22 @@ def test_every_sampled_call_under_the_grammar_is_valid_and_names_only_what_was_s
                 assert value in names
             elif key == "root_causes":
                 assert all(v in shown.names[k] for item in value for k, v in item.items())
+
+
+def test_the_demo_ends_with_a_ranked_root_cause_and_no_engine_chatter(tmp_path):
+    """What a new user sees first: `thinkfl demo` with the default model and the shipped
+    adapter (pulled like a user's first run when not cached)."""
+    thinkfl = Path(sys.executable).parent / "thinkfl"
+    run = subprocess.run(
+        [str(thinkfl), "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-2000:]
+    assert "root causes (" in run.stdout and "no_answer" not in run.stdout
+    first = next(line for line in run.stdout.splitlines() if line.strip().startswith("1 "))
+    assert "cartservice" in first  # the labelled culprit is cartservice-1 (service or pod)
+    assert "llama_" not in output  # llama.cpp's own log lines are silenced

@@ -17,9 +17,17 @@ from rich.text import Text
 from thinkfl.agent import Budget, Step, Trajectory, run_case
 from thinkfl.agent.models import REGISTRY, ModelError, cached_path, is_cached, pull
 from thinkfl.agent.policies import PolicyError, PolicyKind, make_policy
-from thinkfl.telemetry import ADAPTERS, CaseRules, TelemetryError, TelemetryStore, extract_cases
+from thinkfl.telemetry import (
+    ADAPTERS,
+    CaseRules,
+    FailureCase,
+    TelemetryError,
+    TelemetryStore,
+    extract_cases,
+)
 from thinkfl.telemetry import ingest as run_ingest
-from thinkfl.tools import Toolbox
+from thinkfl.telemetry.incidents import IncidentRules, case_at, case_for_trace, detect_incidents
+from thinkfl.tools import Toolbox, parse_timestamp
 
 app = typer.Typer(
     name="thinkfl",
@@ -44,6 +52,16 @@ def _counting_progress(label: str) -> Progress:
         console=errors,
         transient=True,
     )
+
+
+def _detect_when_unlabelled(store: Path) -> None:
+    """A store without labels gets the incidents found in its telemetry as its cases."""
+    opened = TelemetryStore.open(store)
+    if opened.faults():
+        return
+    found = detect_incidents(opened).incidents
+    opened.save_cases(found)
+    console.print(f"[green]no labels[/]: {len(found)} incidents found in the telemetry itself")
 
 
 def _start_from_evidence(store: Path) -> None:
@@ -101,6 +119,7 @@ def ingest(
                 on_plan=lambda total: progress.update(task, total=total),
                 on_file=lambda name: progress.update(task, advance=1, description=name[-28:]),
             )
+        _detect_when_unlabelled(result.store)
         _start_from_evidence(result.store)
     except TelemetryError as error:
         raise _fail(error) from None
@@ -124,10 +143,35 @@ def cases(
     ] = None,
     before_s: Annotated[float | None, typer.Option(help="window start, seconds before")] = None,
     save: Annotated[bool, typer.Option(help="store recomputed cases in the store")] = False,
+    detect: Annotated[
+        bool,
+        typer.Option(
+            help="list the incidents found in the telemetry (no labels used); on a labelled "
+            "store each carries the fault it overlaps, and undetected faults are listed"
+        ),
+    ] = False,
 ) -> None:
-    """List the failure cases of a store (recomputed when a threshold is given)."""
+    """List the failure cases of a store: its labelled faults, or the incidents found in the
+    telemetry itself (a store without labels, or --detect)."""
+    missed: list[str] = []
     try:
         opened = TelemetryStore.open(store)
+        if detect or not opened.faults():
+            found = detect_incidents(
+                opened,
+                IncidentRules(
+                    **_known(
+                        {"latency_factor": latency_factor, "after_s": after_s, "before_s": before_s}
+                    )
+                ),
+            )
+            listed, missed = found.incidents, found.missed
+            if save:
+                opened.save_cases(listed)
+                _start_from_evidence(store)
+                listed = TelemetryStore.open(store).cases()
+            _show_cases(store, listed, missed, as_json)
+            return
         overrides = {
             k: v
             for k, v in {
@@ -147,6 +191,14 @@ def cases(
             listed = opened.cases()
     except TelemetryError as error:
         raise _fail(error) from None
+    _show_cases(store, listed, missed, as_json)
+
+
+def _known(values: dict[str, float | None]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _show_cases(store: Path, listed: list, missed: list[str], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps([c.model_dump(mode="json") for c in listed], indent=1) + "\n")
         return
@@ -156,16 +208,23 @@ def cases(
     table.add_column("anomaly", no_wrap=True)
     table.add_column("start through", no_wrap=True)
     for case in listed:
+        truth = case.truth
         table.add_row(
             case.case_id,
-            f"{case.truth.level.value}: {case.truth.entity}",
-            case.truth.fault_type,
+            f"{truth.level.value}: {truth.entity}" if truth else "unlabelled",
+            truth.fault_type if truth else "-",
             case.entry_span_id[:16],
             f"{case.latency_ratio:.1f}",
             f"{case.anomaly.value} ({case.anomalous_traces})",
             case.start_component or "slowest",
         )
     console.print(table)
+    if missed:
+        errors.print(
+            f"[yellow]{len(missed)} labelled faults without a detected incident[/]: "
+            + ", ".join(missed),
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -346,7 +405,19 @@ def _show_answer(trajectory: Trajectory, known: dict) -> None:
 @app.command()
 def localize(
     store: Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")],
-    case: Annotated[str, typer.Option("--case", "-c", help="case id (see `thinkfl cases`)")],
+    case: Annotated[
+        str | None, typer.Option("--case", "-c", help="case id (see `thinkfl cases`)")
+    ] = None,
+    trace: Annotated[
+        str | None, typer.Option(help="investigate from this trace's entry span instead")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="investigate the most anomalous entry trace around this time (ISO, UTC)"),
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option(help="with --at: only entry traces through this service")
+    ] = None,
     policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.EXPERT,
     model: Annotated[
         str | None,
@@ -384,7 +455,7 @@ def localize(
     """Investigate one failure case and print the ranked root causes with their evidence."""
     try:
         opened = TelemetryStore.open(store)
-        failure = opened.case(case)
+        failure = _case_to_investigate(opened, case, trace, at, service)
         if policy == PolicyKind.LOCAL and (model is None or model in REGISTRY):
             _pull_with_progress(model or "qwen2.5-coder-0.5b")
         chosen = make_policy(policy, model, base_url, api_key, native_tools, adapter=adapter)
@@ -410,6 +481,26 @@ def localize(
         sys.stdout.write(trajectory.model_dump_json(indent=1) + "\n")
     else:
         _show_answer(trajectory, opened.entities())
+
+
+def _case_to_investigate(
+    store: TelemetryStore, case: str | None, trace: str | None, at: str | None, service: str | None
+) -> FailureCase:
+    given = [name for name, value in (("--case", case), ("--trace", trace), ("--at", at)) if value]
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --case, --trace or --at")
+    if service and not at:
+        raise typer.BadParameter("--service goes with --at")
+    if case:
+        return store.case(case)
+    if trace:
+        return case_for_trace(store, trace)
+    when = parse_timestamp(at)
+    if when is None:
+        raise typer.BadParameter(
+            f"--at '{at}': use ISO 8601 (2024-05-01T10:16:50Z) or epoch seconds"
+        )
+    return case_at(store, when, service)
 
 
 @app.command("eval")
@@ -458,7 +549,13 @@ def evaluate_command(
             raise EvaluationError(
                 f"unknown method(s) {unknown}. Methods: {', '.join(method_names())}"
             )
-        selected = store.cases()[: cases or None]
+        labelled = [c for c in store.cases() if c.truth is not None]
+        if not labelled:
+            raise EvaluationError(
+                f"{dataset}: no labelled cases to score (incidents found in unlabelled telemetry "
+                "have no truth); evaluate on a store ingested with its fault labels"
+            )
+        selected = labelled[: cases or None]
         results = []
         for method in methods:
             progress = _counting_progress(f"[bold]{method:<14}[/]")

@@ -40,7 +40,9 @@ def most_frequent(store: TelemetryStore, case: FailureCase) -> Ranking:
     The trivial baseline: what a system's fault history alone predicts.
     """
     history = Counter(
-        (c.truth.level.value, c.truth.entity) for c in store.cases() if c.case_id != case.case_id
+        (c.truth.level.value, c.truth.entity)
+        for c in store.cases()
+        if c.case_id != case.case_id and c.truth is not None
     )
     ranking = [
         {level: name}

@@ -130,6 +130,8 @@ def case_results(
     results = []
     for t in trajectories:
         truth = by_id[t.case_id].truth
+        if truth is None:  # an incident nobody labelled: nothing to score it against
+            continue
         results.append(
             CaseResult(
                 method=method,

@@ -15,12 +15,12 @@ The labels are never used to choose the entry span (that would leak the answer).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from thinkfl.telemetry.model import EntryAnomaly, FailureCase, Fault, SpanStatus
+from thinkfl.telemetry.model import EntryAnomaly, FailureCase, Fault, GroundTruth, SpanStatus
 from thinkfl.telemetry.store import TelemetryStore
 
 
@@ -40,18 +40,26 @@ class CaseExtraction(BaseModel):
     )
 
 
-def _windows(faults: list[Fault], rules: CaseRules) -> pa.Table:
+Window = tuple[str, datetime, datetime]  # (key, start, end)
+
+
+def fault_windows(faults: list[Fault], rules: CaseRules) -> list[Window]:
+    return [
+        (
+            f.fault_id,
+            f.time - timedelta(seconds=rules.before_s),
+            f.time + timedelta(seconds=rules.after_s),
+        )
+        for f in faults
+    ]
+
+
+def _windows(windows: list[Window]) -> pa.Table:
     return pa.table(
         {
-            "fault_id": [f.fault_id for f in faults],
-            "t0": pa.array(
-                [f.time - timedelta(seconds=rules.before_s) for f in faults],
-                pa.timestamp("us", tz="UTC"),
-            ),
-            "t1": pa.array(
-                [f.time + timedelta(seconds=rules.after_s) for f in faults],
-                pa.timestamp("us", tz="UTC"),
-            ),
+            "fault_id": [key for key, _a, _b in windows],
+            "t0": pa.array([a for _k, a, _b in windows], pa.timestamp("us", tz="UTC")),
+            "t1": pa.array([b for _k, _a, b in windows], pa.timestamp("us", tz="UTC")),
         }
     )
 
@@ -81,12 +89,13 @@ CROSS JOIN fallback f
 """
 
 
-def _scored_entries(
-    store: TelemetryStore, faults: list[Fault], rules: CaseRules
+def scored_entries(
+    store: TelemetryStore, windows: list[Window], rules: CaseRules
 ) -> dict[str, list[dict]]:
-    """Entry spans in each fault's window with their latency ratio, by fault id."""
+    """Entry spans in each window with their latency ratio (against the baseline of its
+    operation outside every window), by window key."""
     con = store.con
-    con.register("fault_windows", _windows(faults, rules))
+    con.register("fault_windows", _windows(windows))
     try:
         rows = con.sql(_SCORED_ENTRIES, params=[rules.min_baseline_spans])
         scored = rows.to_arrow_table().to_pylist()
@@ -104,7 +113,7 @@ def extract_cases(store: TelemetryStore, rules: CaseRules | None = None) -> Case
     faults = store.faults()
     if not faults:
         return CaseExtraction(cases=[])
-    by_fault = _scored_entries(store, faults, rules)
+    by_fault = scored_entries(store, fault_windows(faults, rules), rules)
     cases: list[FailureCase] = []
     without: list[str] = []
     for fault in faults:
@@ -121,17 +130,39 @@ def is_anomalous(row: dict, rules: CaseRules) -> bool:
 
 
 def _case_from(fault: Fault, candidates: list[dict], rules: CaseRules) -> FailureCase:
+    return case_from_entries(
+        fault.fault_id,
+        fault.truth,
+        fault.time,
+        (
+            fault.time - timedelta(seconds=rules.before_s),
+            fault.time + timedelta(seconds=rules.after_s),
+        ),
+        candidates,
+        rules,
+    )
+
+
+def case_from_entries(
+    case_id: str,
+    truth: GroundTruth | None,
+    inject_time: datetime,
+    window: tuple[datetime, datetime],
+    candidates: list[dict],
+    rules: CaseRules,
+) -> FailureCase:
+    """The case that starts from the most anomalous of `candidates` (scored entry spans)."""
     anomalous = [row for row in candidates if is_anomalous(row, rules)]
     pool = anomalous or candidates
     # Highest latency ratio first; earliest start breaks ties so the choice is deterministic.
     entry = min(pool, key=lambda row: (-row["ratio"], row["start"], row["span_id"]))
     return FailureCase(
-        case_id=fault.fault_id,
-        fault_id=fault.fault_id,
-        truth=fault.truth,
-        inject_time=fault.time,
-        window_start=fault.time - timedelta(seconds=rules.before_s),
-        window_end=fault.time + timedelta(seconds=rules.after_s),
+        case_id=case_id,
+        fault_id=case_id,
+        truth=truth,
+        inject_time=inject_time,
+        window_start=window[0],
+        window_end=window[1],
         entry_trace_id=entry["trace_id"],
         entry_span_id=entry["span_id"],
         entry_service=entry["service"],
@@ -163,22 +194,27 @@ def restart_through(
             [name, case.window_start, case.window_end],
         ).to_pylist()
     }
-    faults = store.faults() or [
-        Fault(fault_id=case.fault_id, time=case.inject_time, truth=case.truth)
-    ]
-    window_rules = rules.model_copy(
+    # the other labelled faults' windows, as long as this case's, stay out of the baseline
+    like_this = rules.model_copy(
         update={
             "before_s": (case.inject_time - case.window_start).total_seconds(),
             "after_s": (case.window_end - case.inject_time).total_seconds(),
         }
     )
-    rows = _scored_entries(store, faults, window_rules).get(case.fault_id, [])
+    windows = [(case.case_id, case.window_start, case.window_end)]
+    others = [w for w in fault_windows(store.faults(), like_this) if w[0] != case.fault_id]
+    rows = scored_entries(store, windows + others, rules).get(case.case_id, [])
     candidates = [row for row in rows if row["trace_id"] in through]
     if not candidates:
         return None
-    chosen = _case_from(
-        Fault(fault_id=case.fault_id, time=case.inject_time, truth=case.truth),
+    chosen = case_from_entries(
+        case.case_id,
+        case.truth,
+        case.inject_time,
+        (case.window_start, case.window_end),
         candidates,
-        window_rules,
+        rules,
     )
-    return chosen.model_copy(update={"case_id": case.case_id, "start_component": f"{level}:{name}"})
+    return chosen.model_copy(
+        update={"fault_id": case.fault_id, "start_component": f"{level}:{name}"}
+    )

@@ -149,7 +149,9 @@ class FailureCase(BaseModel):
 
     case_id: str
     fault_id: str
-    truth: GroundTruth
+    truth: GroundTruth | None = Field(
+        None, description="the labelled root cause; None for an incident nobody labelled"
+    )
     inject_time: datetime
     window_start: datetime
     window_end: datetime
