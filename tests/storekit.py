@@ -18,7 +18,18 @@ def at(seconds: float) -> datetime:
     return BASE + timedelta(seconds=seconds)
 
 
-def span(span_id, parent, service, start_s, duration_us, status="ok", trace="t", pod=None, op="op"):
+def span(
+    span_id,
+    parent,
+    service,
+    start_s,
+    duration_us,
+    status="ok",
+    trace="t",
+    pod=None,
+    op="op",
+    kind="server",
+):
     return {
         "trace_id": trace,
         "span_id": span_id,
@@ -30,7 +41,7 @@ def span(span_id, parent, service, start_s, duration_us, status="ok", trace="t",
         "start": at(start_s),
         "duration_us": duration_us,
         "status": status,
-        "kind": "server",
+        "kind": kind,
     }
 
 

@@ -27,7 +27,16 @@ def request(i: int, t: float, gap_us: int, db_us: int) -> list[dict]:
         span(
             f"{trace}a", f"{trace}w", "api", t + 0.001, client_us + 1_000, trace=trace, op="GET /x"
         ),
-        span(f"{trace}c", f"{trace}a", "api", t + 0.002, client_us, trace=trace, op="call db"),
+        span(
+            f"{trace}c",
+            f"{trace}a",
+            "api",
+            t + 0.002,
+            client_us,
+            trace=trace,
+            op="call db",
+            kind="client",
+        ),
         span(f"{trace}d", f"{trace}c", "db", t + 0.0025, db_us, trace=trace, op="query"),
     ]
 

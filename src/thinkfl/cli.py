@@ -61,7 +61,8 @@ def _detect_when_unlabelled(store: Path) -> None:
         return
     found = detect_incidents(opened).incidents
     opened.save_cases(found)
-    console.print(f"[green]no labels[/]: {len(found)} incidents found in the telemetry itself")
+    noun = "incident" if len(found) == 1 else "incidents"
+    console.print(f"[green]no labels[/]: {len(found)} {noun} found in the telemetry itself")
 
 
 def _start_from_evidence(store: Path) -> None:

@@ -21,7 +21,7 @@ from thinkfl.telemetry import TelemetryStore
 
 FOLDER = "evidence"
 # bumped when detectors, derived tables or the fusion change: older files are not reused
-REVISION = 8
+REVISION = 9
 
 
 def cache_dir(store: TelemetryStore) -> Path:

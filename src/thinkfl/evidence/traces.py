@@ -3,11 +3,14 @@
 Per span (computed once per store, `span_facts.parquet` in the evidence cache):
 - self-time = duration minus the summed durations of its children (at least 0): where a
   component spends time itself, so a slow callee does not make its callers look slow. A
-  client span wrapping one span of another service has none: its extra time is the gap;
+  client span (or one of unknown kind) wrapping one span of another service has none: its
+  extra time is the gap;
 - incoming gap = parent duration - span duration, for a span in another service than its
-  parent that is the parent's only child (the caller's client span wrapping the callee's
-  server span): time on the wire and in queues between the two, which network faults
-  inflate while the callee's own spans stay normal;
+  parent that is the parent's only child and whose parent is a client span or of unknown
+  kind (the caller's client span wrapping the callee's server span): time on the wire and
+  in queues between the two, which network faults inflate while the callee's own spans
+  stay normal. A server or internal parent calling straight into another service (no
+  client span) keeps its extra time as its own self-time;
 - own error = an error span none of whose children failed: the error starts here.
 
 Per caller->callee service edge: calls per request the caller served, now against normal. A caller
@@ -48,10 +51,13 @@ def span_facts(store: TelemetryStore, folder: Path) -> Path:
                FROM spans WHERE parent_id IS NOT NULL GROUP BY parent_id)
            SELECT s.span_id, s.parent_id, s.trace_id, s.service, s.pod, s.node, s.operation,
                   s.start, s.duration_us, s.status,
-                  CASE WHEN k.n = 1 AND k.child_service <> s.service THEN NULL
+                  CASE WHEN k.n = 1 AND k.child_service <> s.service
+                            AND coalesce(s.kind, 'unspecified') IN ('client', 'unspecified')
+                       THEN NULL
                        ELSE greatest(s.duration_us - coalesce(k.child_us, 0), 0)::DOUBLE
                   END AS self_us,
                   CASE WHEN p.service IS NOT NULL AND p.service <> s.service AND pk.n = 1
+                            AND coalesce(p.kind, 'unspecified') IN ('client', 'unspecified')
                        THEN greatest(p.duration_us - s.duration_us, 0)::DOUBLE END AS gap_us,
                   p.service AS caller, p.pod AS caller_pod,
                   s.status = 'error' AND NOT coalesce(k.child_error, false) AS own_error
