@@ -102,3 +102,11 @@ def test_simulated_faults_are_detected_and_fault_free_traffic_raises_none(tmp_pa
     assert len(found.missed) <= 1  # at least 5 of the 6 faults are found
     # 6 x 600 s of fault-free traffic before the faults: no incident there
     assert [c.case_id for c in found.incidents if c.truth is None] == []
+
+
+def test_cases_detect_on_a_labelled_store_names_the_missed_faults(tmp_path):
+    store = unlabelled(tmp_path, [fault("net", FAULT_S, "db"), fault("ghost", 300, "api")])
+    shown = runner.invoke(app, ["cases", str(store.path), "--detect"])
+    assert shown.exit_code == 0, shown.output
+    assert "service: db" in shown.output and "incident-20240501-102000" in shown.output
+    assert "1 labelled faults without a detected incident: ghost" in shown.output
