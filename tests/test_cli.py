@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import write
@@ -141,3 +142,52 @@ def test_eval_writes_the_table_jsonl_and_plots(tmp_path):
         app, ["eval", "--dataset", str(out), "-p", "oracle", "--out", str(results)]
     )
     assert unknown.exit_code == 2 and "unknown method(s) ['oracle']" in unknown.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["cases", "STORE", "--latency-factor", "-1"], "must be > 1"),
+        (["cases", "STORE", "--latency-factor", "nan"], "must be a finite number"),
+        (["cases", "STORE", "--after-s", "0"], "must be > 0"),
+        (["cases", "STORE", "--before-s", "-5"], "must be >= 0"),
+        (["eval", "--dataset", "STORE", "-p", "expert", "--cases", "-1", "--out", "O"], "--cases"),
+        (
+            ["eval", "--dataset", "STORE", "-p", "expert", "--workers", "0", "--out", "O"],
+            "--workers",
+        ),
+        (["simulate", "easy", "--cases", "-5", "--out", "O"], "--cases"),
+        (["simulate", "easy", "--request-rate", "0", "--out", "O"], "must be > 0"),
+        (["localize", "STORE", "--case", "x", "--max-depth", "0"], "--max-depth"),
+        (["ingest", "otlp", "SRC", "--out", "O", "--max-bad-rows", "-1"], "--max-bad-rows"),
+    ],
+)
+def test_out_of_range_options_are_refused_with_exit_2(tmp_path, arguments, says):
+    paths = {"STORE": str(tmp_path / "s"), "O": str(tmp_path / "o"), "SRC": str(tmp_path)}
+    result = runner.invoke(app, [paths.get(a, a) for a in arguments])
+    flat = " ".join(result.output.replace("│", " ").split())  # the error box wraps lines
+    assert result.exit_code == 2 and says in flat, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_localize_exits_1_when_the_model_endpoint_refuses(tmp_path, aiops_dir):  # noqa: F811
+    out = tmp_path / "store"
+    runner.invoke(app, ["ingest", "aiops2022", str(aiops_dir), "--out", str(out)])
+    case = json.loads(runner.invoke(app, ["cases", str(out), "--json"]).stdout)[0]["case_id"]
+    result = runner.invoke(
+        app,
+        [
+            "localize",
+            str(out),
+            "--case",
+            case,
+            "--policy",
+            "openai",
+            "--model",
+            "x",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "the investigation stopped: EndpointError" in result.output

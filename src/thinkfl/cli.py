@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -89,6 +90,32 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _finite(value: float | None, name: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{name} must be a finite number, not {value}")
+    return value
+
+
+def _positive(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    if _finite(value, param.name or "value") is not None and value <= 0:
+        raise typer.BadParameter(f"must be > 0, not {value}")
+    return value
+
+
+def _not_negative(
+    ctx: typer.Context, param: typer.CallbackParam, value: float | None
+) -> float | None:
+    if _finite(value, param.name or "value") is not None and value < 0:
+        raise typer.BadParameter(f"must be >= 0, not {value}")
+    return value
+
+
+def _above_one(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    if _finite(value, param.name or "value") is not None and value <= 1:
+        raise typer.BadParameter(f"must be > 1 (a factor over the normal duration), not {value}")
+    return value
+
+
 @app.command()
 def ingest(
     source_format: Annotated[str, typer.Argument(metavar="FORMAT", help=FORMATS_HELP)],
@@ -96,7 +123,7 @@ def ingest(
     out: Annotated[Path, typer.Option("--out", "-o", help="the store directory to create")],
     force: Annotated[bool, typer.Option(help="replace an existing store at --out")] = False,
     max_bad_rows: Annotated[
-        int, typer.Option(help="malformed CSV rows to skip (reported) before failing")
+        int, typer.Option(min=0, help="malformed CSV rows to skip (reported) before failing")
     ] = 100,
 ) -> None:
     """Load telemetry in FORMAT from SRC into a new store at --out, with its failure cases."""
@@ -137,12 +164,19 @@ def cases(
     store: Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
     latency_factor: Annotated[
-        float | None, typer.Option(help="anomalous entry: duration >= this x baseline")
+        float | None,
+        typer.Option(
+            callback=_above_one, help="anomalous entry: duration >= this x baseline (> 1)"
+        ),
     ] = None,
     after_s: Annotated[
-        float | None, typer.Option(help="window end, seconds after injection")
+        float | None,
+        typer.Option(callback=_positive, help="window end, seconds after injection (> 0)"),
     ] = None,
-    before_s: Annotated[float | None, typer.Option(help="window start, seconds before")] = None,
+    before_s: Annotated[
+        float | None,
+        typer.Option(callback=_not_negative, help="window start, seconds before (>= 0)"),
+    ] = None,
     save: Annotated[bool, typer.Option(help="store recomputed cases in the store")] = False,
     detect: Annotated[
         bool,
@@ -232,10 +266,12 @@ def _show_cases(store: Path, listed: list, missed: list[str], as_json: bool) -> 
 def simulate(
     preset: Annotated[str, typer.Argument(help="difficulty: easy, realistic or hard")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the store directory to create")],
-    cases: Annotated[int, typer.Option(help="labelled failure cases to generate")] = 100,
+    cases: Annotated[int, typer.Option(min=1, help="labelled failure cases to generate")] = 100,
     seed: Annotated[int, typer.Option(help="same seed, same store")] = 0,
     system: Annotated[str, typer.Option(help="boutique, trainticket or generated:N")] = "boutique",
-    request_rate: Annotated[float, typer.Option(help="entry requests per second")] = 0.3,
+    request_rate: Annotated[
+        float, typer.Option(callback=_positive, help="entry requests per second (> 0)")
+    ] = 0.3,
     force: Annotated[bool, typer.Option(help="replace an existing store at --out")] = False,
 ) -> None:
     """Generate a store of labelled failures in a simulated microservice system."""
@@ -443,7 +479,7 @@ def localize(
         ),
     ] = None,
     max_depth: Annotated[
-        int, typer.Option(help="exploring tool calls before a forced answer")
+        int, typer.Option(min=1, help="exploring tool calls before a forced answer")
     ] = 10,
     rethink: Annotated[
         bool, typer.Option(help="ask once to look deeper before an early answer")
@@ -482,6 +518,13 @@ def localize(
         sys.stdout.write(trajectory.model_dump_json(indent=1) + "\n")
     else:
         _show_answer(trajectory, opened.entities())
+    if trajectory.finish == "error":  # a crashed backend: say so, and not with exit code 0
+        errors.print(
+            f"[red]error:[/] the investigation stopped: {trajectory.error} "
+            "(is the model endpoint up and --base-url right?)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 def _case_to_investigate(
@@ -513,8 +556,10 @@ def evaluate_command(
         list[str], typer.Option("--policy", "-p", help="a method; repeat for several (see --help)")
     ],
     out: Annotated[Path, typer.Option(help="results folder (resumes what is there)")],
-    cases: Annotated[int, typer.Option(help="only the first N cases (0: all)")] = 0,
-    workers: Annotated[int, typer.Option(help="cases in parallel where the method allows")] = 4,
+    cases: Annotated[int, typer.Option(min=0, help="only the first N cases (0: all)")] = 0,
+    workers: Annotated[
+        int, typer.Option(min=1, help="cases in parallel where the method allows")
+    ] = 4,
     model: Annotated[str | None, typer.Option(help="model for local/hf/openai methods")] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: endpoint")] = None,
     adapter: Annotated[
@@ -525,7 +570,7 @@ def evaluate_command(
         ),
     ] = None,
     max_depth: Annotated[
-        int, typer.Option(help="exploring tool calls before a forced answer")
+        int, typer.Option(min=1, help="exploring tool calls before a forced answer")
     ] = 10,
 ) -> None:
     """Run methods over every case of a store; write per-case JSONL, summary.json/md and plots.
