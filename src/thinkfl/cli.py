@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -90,30 +91,25 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _finite(value: float | None, name: str) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{name} must be a finite number, not {value}")
-    return value
+def _bounded(low: float, strict: bool, why: str = "") -> Callable[..., float | None]:
+    """A Typer callback refusing non-finite values and values below `low` (or equal, when
+    `strict`) with one clear message."""
+
+    def check(_ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+        if value is None:
+            return value
+        if not math.isfinite(value):
+            raise typer.BadParameter(f"{param.name} must be a finite number, not {value}")
+        if value < low or (strict and value == low):
+            raise typer.BadParameter(f"must be {'>' if strict else '>='} {low:g}{why}, not {value}")
+        return value
+
+    return check
 
 
-def _positive(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
-    if _finite(value, param.name or "value") is not None and value <= 0:
-        raise typer.BadParameter(f"must be > 0, not {value}")
-    return value
-
-
-def _not_negative(
-    ctx: typer.Context, param: typer.CallbackParam, value: float | None
-) -> float | None:
-    if _finite(value, param.name or "value") is not None and value < 0:
-        raise typer.BadParameter(f"must be >= 0, not {value}")
-    return value
-
-
-def _above_one(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
-    if _finite(value, param.name or "value") is not None and value <= 1:
-        raise typer.BadParameter(f"must be > 1 (a factor over the normal duration), not {value}")
-    return value
+_positive = _bounded(0, strict=True)
+_not_negative = _bounded(0, strict=False)
+_above_one = _bounded(1, strict=True, why=" (a factor over the normal duration)")
 
 
 @app.command()
