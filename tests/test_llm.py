@@ -191,6 +191,7 @@ def test_the_demo_ends_with_a_ranked_root_cause_and_no_engine_chatter(tmp_path):
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-2000:]
     assert "root causes (" in run.stdout and "no_answer" not in run.stdout
-    first = next(line for line in run.stdout.splitlines() if line.strip().startswith("1 "))
+    answer = run.stdout.split("root causes (", 1)[1].splitlines()
+    first = next(line for line in answer if line.strip().startswith("1 "))
     assert "cartservice" in first  # the labelled culprit is cartservice-1 (service or pod)
     assert "llama_" not in output  # llama.cpp's own log lines are silenced
