@@ -63,6 +63,12 @@ def test_localize_streams_the_investigation_and_ranks_with_evidence(tmp_path):
     assert (
         trajectory["ranking"][0] == {"pod": "cartservice-1"} and trajectory["finish"] == "printed"
     )
+    # the evidence cell of an answer starts with the evidence item about it, not any line
+    from thinkfl.agent import Trajectory
+    from thinkfl.cli import _evidence
+
+    cell = _evidence(Trajectory.model_validate(trajectory), "cartservice-1")
+    assert cell.startswith("SHIFT cartservice-1 container_cpu_usage_seconds"), cell
 
 
 def test_localize_errors_are_clear(tmp_path):

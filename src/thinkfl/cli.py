@@ -19,6 +19,7 @@ from rich.text import Text
 from thinkfl.agent import Budget, Step, Trajectory, run_case
 from thinkfl.agent.models import REGISTRY, ModelError, cached_path, is_cached, pull
 from thinkfl.agent.policies import PolicyError, PolicyKind, make_policy
+from thinkfl.evidence import EvidenceKind
 from thinkfl.telemetry import (
     ADAPTERS,
     CaseRules,
@@ -403,6 +404,22 @@ def _show_step(step: Step) -> None:
         console.print(f"    [dim]… {len(lines) - 8} more lines[/]")
 
 
+EVIDENCE_ROWS = ("RISE", "DROP", "SATURATED", "SHIFT", *(kind.value for kind in EvidenceKind))
+
+
+def _telling(line: str, name: str) -> int:
+    """How directly an observation line speaks of `name` (lower is better): an evidence item
+    about it, a trace row of it with evidence flags, a row about it, a line naming it."""
+    words = line.split()
+    if len(words) > 1 and words[0] in EVIDENCE_ROWS and words[1] == name:
+        return 0
+    if len(words) > 1 and words[1] == name and "| evidence" in line:
+        return 1
+    if name in words[:2]:
+        return 2
+    return 3
+
+
 def _evidence(trajectory: Trajectory, name: str) -> str:
     """The observation lines that mention a candidate, most telling first."""
     lines = [
@@ -410,8 +427,9 @@ def _evidence(trajectory: Trajectory, name: str) -> str:
         for step in trajectory.steps
         if step.tool != "print_results"
         for line in step.observation.splitlines()[1:]
-        if name in line
+        if name in line and not line.lstrip().startswith("evidence score:")
     ]
+    lines.sort(key=lambda line: _telling(line, name))  # stable: first seen first within a tier
     return " | ".join(lines[:2])[:160] or "-"
 
 
