@@ -34,8 +34,13 @@ def test_the_grammar_allows_exactly_the_shown_identifiers(shown):
     text = call_grammar(TOOL_SPECS, shown, "2024-05-01T10:00:00+00:00")
     rules = dict(line.split(" ::= ", 1) for line in text.splitlines())
     quoted = re.compile(r'"\\"(.*?)\\""')
-    assert quoted.findall(rules["span"]) == shown.spans
-    assert quoted.findall(rules["component"]) == ["frontend", "cart", "frontend-0", "cart-1"]
+    assert quoted.findall(rules["span-search-traces"]) == shown.spans
+    assert quoted.findall(rules["component-search-logs"]) == [
+        "frontend",
+        "cart",
+        "frontend-0",
+        "cart-1",
+    ]
     assert quoted.findall(rules["pod-name"]) == ["frontend-0", "cart-1"]
     assert "node-name" not in rules and "node" not in rules["cause"]  # nothing to name there
     assert quoted.findall(rules["time"]) == ["2024-05-01T10:00:00+00:00"]
@@ -60,3 +65,28 @@ def test_endpoints_get_the_schema_without_our_marks():
     for tool in openai_tools(TOOL_SPECS):
         for schema in tool["function"]["parameters"]["properties"].values():
             assert not any(key.startswith("x-") for key in schema)
+
+
+def test_calls_already_made_are_left_out(shown, tmp_path):
+    from thinkfl.agent.grammar import calls_made
+
+    store = build_store(tmp_path / "m", SPANS, METRICS, LOGS, faults=[fault("f", 1000, "cart")])
+    box = Toolbox(store, store.cases()[0])
+    steps = run_case(box, ExpertPolicy()).steps[:4]  # two trace searches, cart's logs and metrics
+    made = calls_made(steps, TOOL_SPECS)
+    assert made == {
+        "search_traces": {"root0001", "cart0001"},
+        "search_logs": {"cart"},
+        "search_fluctuating_metrics": {"cart"},
+    }
+    rules = dict(
+        line.split(" ::= ", 1) for line in call_grammar(TOOL_SPECS, shown, "t", made).splitlines()
+    )
+    quoted = re.compile(r'"\\"(.*?)\\""')
+    assert quoted.findall(rules["span-search-traces"]) == ["call0001", "cat00001"]
+    assert quoted.findall(rules["span-search-span"]) == shown.spans  # another tool: still open
+    assert "cart" not in quoted.findall(rules["component-search-logs"])
+    # every span searched: search_traces is no longer offered, the others still are
+    spent = {"search_traces": set(shown.spans)}
+    root = call_grammar(TOOL_SPECS, shown, "t", spent).splitlines()[0]
+    assert "call-search-traces" not in root and "call-print-results" in root

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from thinkfl.agent.grammar import call_grammar
+from thinkfl.agent.grammar import call_grammar, calls_made
 from thinkfl.agent.policy import Reply, Turn
 from thinkfl.agent.protocol import CLOSE, OPEN, ToolCall
 from thinkfl.agent.seen import shown_identifiers
@@ -103,7 +103,8 @@ class LlamaCppPolicy:
 
         case = turn.case
         shown = shown_identifiers(turn.steps, case.entry_span_id, case.entry_service)
-        text = call_grammar(turn.tools, shown, case.entry_start.isoformat())
+        made = calls_made(turn.steps, turn.tools)
+        text = call_grammar(turn.tools, shown, case.entry_start.isoformat(), made)
         return LlamaGrammar.from_string(text, verbose=False)
 
     def respond(self, turn: Turn) -> Reply:
