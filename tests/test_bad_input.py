@@ -8,6 +8,7 @@ import pytest
 
 from conftest import leftovers, write
 from thinkfl.telemetry import IngestError, ingest
+from thinkfl.telemetry.ingest.csvread import BadRowBudget, read_csv_checked
 
 TRACE_HEADER = (
     "TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration"
@@ -141,3 +142,21 @@ def test_otlp_span_without_start_time_names_the_line(tmp_path):
     assert_fails_cleanly(
         tmp_path, "otlp", tmp_path / "otel", "a.jsonl", "line 2", "startTimeUnixNano"
     )
+
+
+def test_large_fields_are_read_and_a_too_long_row_is_reported(tmp_path):
+    """A 5 MB log line is data; a broken row with a 50 MB field and a row past the 64 MB
+    limit are skipped and listed, never lost without a word."""
+    path = tmp_path / "big.csv"
+    five = "x" * (5 * 2**20)
+    path.write_text(
+        f'a,b\n1,"{five}"\n2,"{"y" * (50 * 2**20)}"x,extra\n3,"{"z" * (70 * 2**20)}"\n4,four\n'
+    )
+    budget = BadRowBudget()
+    table = read_csv_checked(path, {"a": "BIGINT", "b": "VARCHAR"}, budget)
+    assert table.column("a").to_pylist() == [1, 4]
+    assert len(table.column("b")[0].as_py()) == len(five)
+    assert budget.skipped == [
+        f"{path}:3: too many columns/unquoted value",
+        f"{path}:4: row longer than 64 MB",
+    ]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from conftest import write
-from thinkfl.telemetry import Level, TelemetryStore, ingest
+from thinkfl.telemetry import IngestError, Level, TelemetryStore, ingest
 
 T0 = 1674981780  # 2023-01-29 08:43:00 UTC
 POD_A = "ts-alpha-service-5dc8d4f9fd-46997"
@@ -154,3 +154,108 @@ def test_entities_and_labels(nezha_day, tmp_path):
     assert case.entry_span_id == "s1"
     assert case.anomaly == "weak"
     assert case.latency_ratio == pytest.approx(500000 / 300000, abs=1e-3)
+
+
+@pytest.fixture()
+def boutique_day(nezha_day):
+    """The hand-written day in the Online Boutique layout: a call graph, per-edge latency
+    files (one with an epoch 8 h off its text time), and a file the format does not know."""
+    metric = nezha_day / "rca_data" / "2023-01-29" / "metric"
+    write(
+        metric / "dependency.csv",
+        """
+        Source,Target,Weight
+        ts-gateway-service,ts-alpha-service,3
+        """,
+    )
+    pair = "ts-gateway-service_ts-alpha-service"
+    write(
+        metric / "source_50.csv",
+        f"""
+        time,timestamp,{pair}
+        2023-01-29 08:43:00,{T0},0.05
+        2023-01-29 08:44:00,{T0 + 60},NaN
+        """,
+    )
+    write(
+        metric / "destination_50.csv",
+        f"""
+        time,timestamp,{pair}
+        2023-01-29 08:43:00,{T0 - 8 * 3600},0.07
+        """,
+    )
+    write(metric / "notes.csv", "anything,else\n1,2\n")
+    return nezha_day
+
+
+def test_online_boutique_layout_keeps_call_graph_and_edge_latencies(boutique_day, tmp_path):
+    result = ingest("nezha", boutique_day, tmp_path / "store")
+    store = TelemetryStore.open(tmp_path / "store")
+    assert store.call_graph() == [("ts-gateway-service", "ts-alpha-service", 3.0)]
+    rows = store.query(
+        "SELECT entity, metric, epoch(time)::BIGINT t, value FROM metrics "
+        "WHERE metric LIKE 'latency_%' ORDER BY metric"
+    ).to_pylist()
+    assert [tuple(r.values()) for r in rows] == [
+        # the epoch column is 8 h off the traces: the text time is used
+        ("ts-alpha-service", "latency_destination_50_from_ts-gateway-service", T0, 0.07),
+        ("ts-alpha-service", "latency_source_50_from_ts-gateway-service", T0, 0.05),
+    ]
+    unknown = boutique_day / "rca_data" / "2023-01-29" / "metric" / "notes.csv"
+    assert result.skipped_files == [str(unknown)]
+    assert store.manifest.skipped_files == [str(unknown)]
+    (note,) = store.manifest.notes
+    assert "destination_50.csv" in note and "disagree by 28800 s" in note
+    assert "used 'time'" in note
+
+
+def test_impossible_rows_are_left_out_and_listed(nezha_day, tmp_path):
+    day = nezha_day / "rca_data" / "2023-01-29"
+    write(
+        day / "trace" / "08_45_trace.csv",
+        f"""
+        TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration
+        t3,s20,root,{POD_GW},/*,{ns(T0 + 20)},{ns(T0 + 20.1)},-5
+        ,s21,root,{POD_GW},/*,{ns(T0 + 21)},{ns(T0 + 21.1)},100
+        t1,s3,s2,{POD_A},/api/v1/alpha/run,{ns(T0 + 10.2)},{ns(T0 + 10.9)},700000
+        t4,s22,root,{POD_GW},/*,-99999999999,0,100
+        """,
+    )
+    result = ingest("nezha", nezha_day, tmp_path / "store")
+    reasons = {(r.table, r.reason): r.count for r in result.rejected_rows}
+    assert reasons == {
+        ("spans", "negative duration"): 1,
+        ("spans", "trace_id missing"): 1,
+        ("spans", "start missing or outside 1970-01-01..2262-04-11"): 1,
+        (
+            "spans",
+            "same (trace_id, span_id) as another row with other content (the earliest is kept)",
+        ): 1,
+    }
+    store = TelemetryStore.open(tmp_path / "store")
+    assert store.manifest.rejected_rows == result.rejected_rows
+    assert result.counts["spans"] == 5  # the 5 good spans of the fixture, nothing else
+    kept = store.query("SELECT duration_us FROM spans WHERE span_id = 's3'").to_pylist()
+    assert kept == [{"duration_us": 700000}]  # same start: the longer of the two is kept
+    with pytest.raises(IngestError, match=r"spans rows: 1 row\(s\) with trace_id missing"):
+        ingest("nezha", nezha_day, tmp_path / "strict", invalid_rows="fail")
+    assert not (tmp_path / "strict").exists()
+
+
+def test_a_fault_listed_twice_is_kept_once_and_reported(nezha_day, tmp_path):
+    write(
+        nezha_day / "rca_data" / "2023-01-29" / "2023-01-29-fault_list.json",
+        f"""
+        {{"08": [{{"inject_time": "2023-01-29 08:43:04", "inject_pod": "{POD_A}",
+                  "inject_type": "exception"}},
+                 {{"inject_time": "2023-01-29 08:43:04", "inject_pod": "{POD_A}",
+                  "inject_type": "exception"}}]}}
+        """,
+    )
+    result = ingest("nezha", nezha_day, tmp_path / "store")
+    assert [(r.table, r.count, r.examples) for r in result.rejected_rows] == [
+        ("faults", 1, ["nezha-20230129-084304"])
+    ]
+    assert [c.case_id for c in TelemetryStore.open(tmp_path / "store").cases()] == [
+        "nezha-20230129-084304"
+    ]

@@ -65,7 +65,11 @@ def evidence_for(
             *call_evidence(store, periods, facts, settings.traces),
             *metric_evidence(store, periods, settings.metrics),
         ]
-        edges = call_edges(store, periods, facts)
+        edges = call_edges(store, periods, facts) | {
+            (store.place(caller, None), store.place(callee, None))
+            for caller, callee, _weight in store.call_graph()
+            if caller != callee
+        }
     finally:
         periods.unregister(store)
     evidence = Evidence(

@@ -176,6 +176,15 @@ class FailureCase(BaseModel):
     )
 
 
+class RejectedRows(BaseModel):
+    """Rows an ingest refused to keep, by table and reason (never dropped without a word)."""
+
+    table: str
+    reason: str
+    count: int
+    examples: list[str] = Field(default_factory=list, description="a few of them, shortened")
+
+
 class Manifest(BaseModel):
     """What a store holds and where it came from: written last, read first."""
 
@@ -187,6 +196,17 @@ class Manifest(BaseModel):
     time_range: tuple[datetime, datetime] | None = None
     skipped_rows: list[str] = Field(
         default_factory=list, description="'file:line: reason' for each malformed row skipped"
+    )
+    rejected_rows: list[RejectedRows] = Field(
+        default_factory=list,
+        description="well-formed rows refused for their values (non-finite, impossible time, "
+        "negative duration, duplicate id with other content, duplicate fault)",
+    )
+    skipped_files: list[str] = Field(
+        default_factory=list, description="files in a known folder that the format does not read"
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="choices the adapter made about doubtful data"
     )
 
 

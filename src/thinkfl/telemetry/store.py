@@ -8,15 +8,24 @@ Layout of a store directory:
     entities.parquet  services, pods, nodes with the pod→service and pod→node maps
     faults.json       the labels; cases.json the failure cases built from them
 
-Writers build everything in a hidden sibling directory and rename it into place, so a
-crash never leaves a half-written store. Readers only read Parquet files and may open a
-store from many threads or processes at once.
+Writers build everything in a hidden sibling directory (`.NAME.tmp-PID-ID`) and rename it
+into place, so a crash never leaves a half-written store. Replacing a store (`--force`) moves
+the old one aside (`.NAME.old-PID-ID`) for the instant between two renames; `recover()` —
+run by the next writer or reader of the same path — removes what a dead process left and,
+should a crash have hit that instant, puts a complete store back at the path. Readers only
+read Parquet files and may open a store from many threads or processes at once.
+
+Rows are checked as the tables are finished: values no store may hold (non-finite metric
+values, times outside 1970..2262, negative durations, a span id repeated with other content,
+a fault listed twice) are left out and counted, with reasons, in the manifest.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -37,11 +46,13 @@ from thinkfl.telemetry.model import (
     Fault,
     Level,
     Manifest,
+    RejectedRows,
 )
 
 MANIFEST = "manifest.json"
 FAULTS = "faults.json"
 CASES = "cases.json"
+CALL_GRAPH = "call_graph.json"  # optional: [source, target, weight] edges an export declared
 ROW_GROUP_ROWS = 32_768
 FORMAT_VERSION = 1
 
@@ -54,6 +65,111 @@ _SORT_KEYS = {
 }
 # Exact duplicates (the same span in two overlapping export files) are removed on commit.
 _DEDUPLICATE = {"spans": True, "metrics": True, "logs": False, "entities": True}
+# The 64-bit-nanosecond range that every consumer of a timestamp can hold, from 1970 on.
+EARLIEST_TIME = "1970-01-01"
+LATEST_TIME = "2262-04-11"
+
+
+def out_of_range(column: str) -> str:
+    """The reason given for a row whose `column` time is missing or no store may hold."""
+    return f"{column} missing or outside {EARLIEST_TIME}..{LATEST_TIME}"
+
+
+def _impossible_rows(table: str, schema: pa.Schema) -> list[tuple[str, str]]:
+    """(reason, SQL condition) marking rows a store may not hold (NULL counts as false)."""
+    rules: list[tuple[str, str]] = []
+    for field in schema:
+        if pa.types.is_timestamp(field.type):
+            rules.append(
+                (
+                    out_of_range(field.name),
+                    f"{field.name} IS NULL OR NOT ({field.name} BETWEEN "
+                    f"TIMESTAMPTZ '{EARLIEST_TIME}' AND TIMESTAMPTZ '{LATEST_TIME}')",
+                )
+            )
+        elif not field.nullable:
+            rules.append((f"{field.name} missing", f"{field.name} IS NULL"))
+    rules += _VALUE_RULES.get(table, [])
+    return rules
+
+
+_VALUE_RULES: dict[str, list[tuple[str, str]]] = {
+    "spans": [
+        ("negative duration", "duration_us < 0"),
+        ("empty trace_id or span_id", "trace_id = '' OR span_id = ''"),
+    ],
+    "metrics": [("non-finite value (NaN or infinity)", "NOT isfinite(value)")],
+}
+_IMPOSSIBLE = {
+    name: _impossible_rows(name, schema)
+    for name, schema in TABLE_SCHEMAS.items()
+    if name != "entities"
+}
+# A key that names one row: a second row with the same key and other content is refused
+# (the earliest, then longest, is kept).
+_UNIQUE_KEY = {"spans": ("trace_id, span_id", "start, duration_us DESC, service, operation")}
+MAX_EXAMPLES = 3
+MAX_NAME_BYTES = 255  # a file name's limit on Linux file systems
+
+CRASH_ENV = "THINKFL_CRASH_AT"
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash tests: with THINKFL_CRASH_AT=name the process ends here
+    at once, as a kill -9 would (no cleanup, no finally blocks)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(137)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _leftovers(out: Path) -> list[tuple[str, int, Path]]:
+    """(kind, pid, path) of the hidden folders dead writers of `out` left: 'tmp' or 'old'."""
+    if not out.parent.is_dir():
+        return []
+    found = []
+    for path in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        match = _LEFTOVER.match(path.name)
+        if match and match["name"] == out.name and not _alive(int(match["pid"])):
+            found.append((match["kind"], int(match["pid"]), path))
+    return sorted(found)
+
+
+def recover(out: Path) -> list[str]:
+    """Clean up after a writer of `out` that died; returns what was done, for the log.
+
+    A `--force` killed between moving the old store aside and renaming the new one in leaves
+    no store at `out`: the new one is put there when it is complete (its manifest is written
+    before the renames), else the old one comes back. Every other leftover is removed (a first
+    ingest killed before its rename leaves no store, as if it had not run).
+    """
+    out = Path(out)
+    done: list[str] = []
+    leftovers = _leftovers(out)
+    if not out.exists():
+        for _kind, pid, retired in (item for item in leftovers if item[0] == "old"):
+            new = [p for kind, q, p in leftovers if kind == "tmp" and q == pid]
+            complete = [p for p in new if (p / MANIFEST).is_file()]
+            chosen = complete[0] if complete else retired
+            os.replace(chosen, out)
+            done.append(f"restored the {'new' if complete else 'old'} store at {out}")
+            break
+    for _kind, _pid, path in leftovers:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name}, left by a crashed run")
+    return done
 
 
 def sql_literal(value: object) -> str:
@@ -68,6 +184,10 @@ def write_json_atomic(path: Path, payload: object) -> None:
     os.replace(temporary, path)
 
 
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([field.with_nullable(True) for field in schema])
+
+
 class StoreWriter:
     """Builds a store in a temporary directory; `publish()` renames it into place.
 
@@ -78,6 +198,7 @@ class StoreWriter:
     def __init__(self, out: Path, overwrite: bool = False) -> None:
         self.out = Path(out)
         self.overwrite = overwrite
+        self.recovered = recover(self.out)
         if self.out.exists() and not overwrite:
             raise StoreError(
                 f"{self.out}: already exists. Fix: choose another --out or pass --force"
@@ -87,11 +208,34 @@ class StoreWriter:
                 f"{self.out}: exists and is not a ThinkFL store; refusing to replace it. "
                 "Fix: choose another --out"
             )
-        self.path = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.path = self._sibling("tmp")
+        self._refuse_unwritable_place()
         self._staging = self.path / "staging"
         self._parts: dict[str, int] = {name: 0 for name in TABLE_SCHEMAS}
         self._faults: list[Fault] = []
+        self._call_edges: dict[tuple[str, str], float] = {}
         self._tables_finished = False
+        self.rejected: list[RejectedRows] = []
+
+    def _refuse_unwritable_place(self) -> None:
+        """A clear error before any work for an --out that cannot be created."""
+        for above in self.out.parents:
+            if above.exists():
+                if not above.is_dir():
+                    raise StoreError(
+                        f"{above}: is a file, so no store can be made below it. "
+                        "Fix: choose another --out"
+                    )
+                break
+        if len(self.path.name) > MAX_NAME_BYTES:
+            raise StoreError(
+                f"{self.out}: the name is {len(self.out.name)} characters; the store is built "
+                f"beside it under a longer hidden name that must fit in {MAX_NAME_BYTES}. "
+                "Fix: choose a shorter --out"
+            )
+
+    def _sibling(self, kind: str) -> Path:
+        return self.out.parent / f".{self.out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def __enter__(self) -> StoreWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,12 +259,15 @@ class StoreWriter:
         missing = [name for name in schema.names if name not in table.column_names]
         if missing:
             raise StoreError(f"{table_name}: rows lack the column(s) {missing}")
-        table = table.select(schema.names).cast(schema)
+        # Staged as nullable: a row missing a required value is counted as impossible when
+        # the table is finished, not refused here with the whole batch.
+        table = table.select(schema.names).cast(_nullable(schema))
         if table.num_rows == 0:
             return
         self._parts[table_name] += 1
         part = self._staging / f"{table_name}-{self._parts[table_name]:06d}.parquet"
         pq.write_table(table, part)
+        crash_point("staged")
 
     def add_entities(self, entities: Iterable[Entity]) -> None:
         rows = [entity.model_dump(mode="json") for entity in entities]
@@ -128,6 +275,31 @@ class StoreWriter:
 
     def add_faults(self, faults: Iterable[Fault]) -> None:
         self._faults.extend(faults)
+
+    def reject_row(self, table: str, reason: str, example: str) -> None:
+        """Count a row an adapter could not even represent (e.g. a time past year 9999)."""
+        self._count_rejected(table, reason, 1, [example])
+
+    def _count_rejected(self, table: str, reason: str, count: int, examples: list[str]) -> None:
+        for rejected in self.rejected:
+            if rejected.table == table and rejected.reason == reason:
+                rejected.count += count
+                room = MAX_EXAMPLES - len(rejected.examples)
+                rejected.examples.extend(e[:200] for e in examples[: max(room, 0)])
+                return
+        self.rejected.append(
+            RejectedRows(
+                table=table, reason=reason, count=count, examples=[e[:200] for e in examples]
+            )
+        )
+
+    def add_call_edges(self, edges: Iterable[tuple[str, str, float | None]]) -> None:
+        """Service call-graph edges (caller, callee, weight) declared by an export."""
+        for source, target, weight in edges:
+            self._call_edges[(source, target)] = float(weight or 0.0)
+
+    def call_graph_services(self) -> set[str]:
+        return {name for edge in self._call_edges for name in edge}
 
     def finish_tables(self) -> dict[str, int]:
         """Sort, de-duplicate and write the final Parquet files; returns row counts."""
@@ -140,10 +312,53 @@ class StoreWriter:
         finally:
             con.close()
         shutil.rmtree(self._staging)
-        write_json_atomic(self.path / FAULTS, [f.model_dump(mode="json") for f in self._faults])
-        counts["faults"] = len(self._faults)
+        faults = self._unique_faults()
+        write_json_atomic(self.path / FAULTS, [f.model_dump(mode="json") for f in faults])
+        if self._call_edges:
+            edges = [[s, t, w] for (s, t), w in sorted(self._call_edges.items())]
+            write_json_atomic(self.path / CALL_GRAPH, edges)
+        counts["faults"] = len(faults)
         self._tables_finished = True
+        crash_point("tables_finished")
         return counts
+
+    def _unique_faults(self) -> list[Fault]:
+        """The faults, each id once (the first listed); repeats are reported."""
+        kept: dict[str, Fault] = {}
+        repeats: list[str] = []
+        for fault in self._faults:
+            if fault.fault_id in kept:
+                repeats.append(fault.fault_id)
+            else:
+                kept[fault.fault_id] = fault
+        if repeats:
+            self._count_rejected(
+                "faults", "fault listed more than once (the first is kept)", len(repeats), repeats
+            )
+        return list(kept.values())
+
+    def _reject(
+        self, con: duckdb.DuckDBPyConnection, table: str, reason: str, count: int, sql: str
+    ) -> None:
+        rows = con.sql(sql + f" LIMIT {MAX_EXAMPLES}").to_arrow_table().to_pylist()
+        examples = [json.dumps(row, default=str, ensure_ascii=False) for row in rows]
+        self._count_rejected(table, reason, count, examples)
+
+    def _valid_rows(self, con: duckdb.DuckDBPyConnection, name: str, source: str) -> str:
+        """SQL of the rows of `source` that a store may hold; the others are counted."""
+        rules = _IMPOSSIBLE.get(name, [])
+        if not rules:
+            return f"SELECT * FROM {source}"
+        counts = con.execute(
+            "SELECT "
+            + ", ".join(f"count(*) FILTER (WHERE coalesce({cond}, false))" for _r, cond in rules)
+            + f" FROM {source}"
+        ).fetchall()[0]
+        for (reason, cond), count in zip(rules, counts, strict=True):
+            if count:
+                self._reject(con, name, reason, count, f"SELECT * FROM {source} WHERE {cond}")
+        kept = " AND ".join(f"NOT coalesce({cond}, false)" for _r, cond in rules)
+        return f"SELECT * FROM {source} WHERE {kept}"
 
     def _finish_table(self, con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) -> int:
         target = self.path / f"{name}.parquet"
@@ -153,12 +368,34 @@ class StoreWriter:
             pq.write_table(schema.empty_table(), target)
             return 0
         source = f"read_parquet({sql_literal(self._staging / f'{name}-*.parquet')})"
-        select = "SELECT DISTINCT *" if _DEDUPLICATE[name] else "SELECT *"
+        rows = self._valid_rows(con, name, source)
+        if _DEDUPLICATE[name]:
+            rows = f"SELECT DISTINCT * FROM ({rows})"
+        if name in _UNIQUE_KEY:
+            rows = self._one_row_per_key(con, name, rows)
         con.execute(
-            f"COPY ({select} FROM {source} ORDER BY {_SORT_KEYS[name]}) TO {sql_literal(target)} "
+            f"COPY ({rows} ORDER BY {_SORT_KEYS[name]}) TO {sql_literal(target)} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, COMPRESSION zstd)"
         )
         return pq.ParquetFile(target).metadata.num_rows
+
+    def _one_row_per_key(self, con: duckdb.DuckDBPyConnection, name: str, rows: str) -> str:
+        key, order = _UNIQUE_KEY[name]
+        repeated = f"SELECT {key} FROM ({rows}) GROUP BY ALL HAVING count(*) > 1"
+        extra = con.execute(
+            f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) n FROM ({rows}) GROUP BY {key} "
+            "HAVING count(*) > 1)"
+        ).fetchall()[0][0]
+        if not extra:
+            return rows
+        self._reject(
+            con,
+            name,
+            f"same ({key}) as another row with other content (the earliest is kept)",
+            int(extra),
+            f"SELECT * FROM ({rows}) WHERE ({key}) IN ({repeated}) ORDER BY {key}, {order}",
+        )
+        return f"SELECT * FROM ({rows}) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1"
 
     def _finish_entities(self, con: duckdb.DuckDBPyConnection, target: Path) -> int:
         """Entities given by the adapter, completed with every name the data mentions.
@@ -215,15 +452,38 @@ class StoreWriter:
         """Write the manifest and move the finished store to its place (atomic rename)."""
         if not self._tables_finished:
             self.finish_tables()
+        manifest = manifest.model_copy(
+            update={"rejected_rows": manifest.rejected_rows or self.rejected}
+        )
         write_json_atomic(self.path / MANIFEST, manifest.model_dump(mode="json"))
+        crash_point("manifest_written")
         if self.out.exists():
-            retired = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            retired = self._sibling("old")
             os.replace(self.out, retired)
+            crash_point("old_moved_aside")
             os.replace(self.path, self.out)
+            crash_point("new_in_place")
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(self.path, self.out)
         return self.out
+
+
+def _read_manifest(file: Path) -> Manifest:
+    try:
+        return Manifest.model_validate_json(file.read_bytes())
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        first = str(error).splitlines()
+        reason = first[2].strip() if len(first) > 2 else (first[0] if first else "unreadable")
+        raise StoreError(f"{file}: damaged ({reason}). Fix: ingest the store again") from None
+
+
+def _check_parquet(file: Path) -> None:
+    """A cheap footer read: a truncated or overwritten table file is named, not met later."""
+    try:
+        pq.read_metadata(file)
+    except (OSError, pa.ArrowException) as error:
+        raise StoreError(f"{file}: damaged ({error}). Fix: ingest the store again") from None
 
 
 class TelemetryStore:
@@ -244,6 +504,8 @@ class TelemetryStore:
     @classmethod
     def open(cls, path: Path | str) -> TelemetryStore:
         path = Path(path)
+        if not (path / MANIFEST).is_file():
+            recover(path)  # a crashed `--force` may have left the store beside its place
         if not path.is_dir():
             raise StoreError(f"{path}: no such store. Fix: create one with `thinkfl ingest`")
         manifest_file = path / MANIFEST
@@ -252,7 +514,7 @@ class TelemetryStore:
                 f"{path}: not a ThinkFL store (no {MANIFEST}; an interrupted write leaves none). "
                 "Fix: ingest again"
             )
-        manifest = Manifest.model_validate_json(manifest_file.read_text(encoding="utf-8"))
+        manifest = _read_manifest(manifest_file)
         if manifest.format_version != FORMAT_VERSION:
             raise StoreError(
                 f"{path}: store format {manifest.format_version}, this ThinkFL reads "
@@ -261,6 +523,8 @@ class TelemetryStore:
         missing = [n for n in TABLE_SCHEMAS if not (path / f"{n}.parquet").is_file()]
         if missing:
             raise StoreError(f"{path}: incomplete store, missing {missing}. Fix: ingest again")
+        for name in TABLE_SCHEMAS:
+            _check_parquet(path / f"{name}.parquet")
         return cls(path, manifest)
 
     @classmethod
@@ -395,6 +659,10 @@ class TelemetryStore:
         known = ", ".join(c.case_id for c in self.cases()[:10])
         raise StoreError(f"{self.path}: no case '{case_id}'. Known cases include: {known}")
 
+    def call_graph(self) -> list[tuple[str, str, float]]:
+        """The service call graph the export declared (caller, callee, weight); [] if none."""
+        return [(str(s), str(t), float(w)) for s, t, w in self._read_json(CALL_GRAPH)]
+
     def save_cases(self, cases: Sequence[FailureCase]) -> None:
         write_json_atomic(self.path / CASES, [c.model_dump(mode="json") for c in cases])
 
@@ -402,7 +670,13 @@ class TelemetryStore:
         file = self.path / name
         if not file.is_file():
             return []
-        return json.loads(file.read_text(encoding="utf-8"))
+        try:
+            loaded = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise StoreError(f"{file}: damaged ({error}). Fix: ingest the store again") from None
+        if not isinstance(loaded, list):
+            raise StoreError(f"{file}: damaged (not a JSON list). Fix: ingest the store again")
+        return loaded
 
     def close(self) -> None:
         self._root.close()

@@ -19,7 +19,7 @@ from thinkfl.telemetry.ingest.base import Adapter, IngestContext
 from thinkfl.telemetry.ingest.csvread import BadRowBudget
 from thinkfl.telemetry.ingest.nezha import NezhaAdapter
 from thinkfl.telemetry.ingest.otlp import OtlpAdapter
-from thinkfl.telemetry.model import Manifest
+from thinkfl.telemetry.model import Manifest, RejectedRows
 from thinkfl.telemetry.store import StoreWriter, TelemetryStore
 
 ADAPTERS: dict[str, Adapter] = {
@@ -33,6 +33,13 @@ class IngestResult(BaseModel):
     cases: int
     faults_without_traffic: list[str]
     skipped_rows: list[str]
+    rejected_rows: list[RejectedRows] = []
+    skipped_files: list[str] = []
+    notes: list[str] = []
+    recovered: list[str] = []
+
+
+INVALID_ROW_POLICIES = ("skip", "fail")
 
 
 def ingest(
@@ -43,10 +50,22 @@ def ingest(
     overwrite: bool = False,
     rules: CaseRules | None = None,
     max_bad_rows: int = 100,
+    invalid_rows: str = "skip",
     on_plan: Callable[[int], None] = lambda _total: None,
     on_file: Callable[[str], None] = lambda _name: None,
 ) -> IngestResult:
-    """Load `src` in `source_format` into a new store at `out` (atomically)."""
+    """Load `src` in `source_format` into a new store at `out` (atomically).
+
+    `invalid_rows`: "skip" leaves rows with impossible values out and lists them in the
+    manifest; "fail" refuses the ingest at the first such kind of row.
+    """
+    if invalid_rows not in INVALID_ROW_POLICIES:
+        raise IngestError(
+            invalid_rows,
+            "--invalid-rows",
+            "unknown policy",
+            f"use {' or '.join(INVALID_ROW_POLICIES)}",
+        )
     adapter = ADAPTERS.get(source_format)
     if adapter is None:
         raise IngestError(
@@ -57,8 +76,19 @@ def ingest(
     on_plan(len(files))
     budget = BadRowBudget(limit=max_bad_rows)
     with StoreWriter(Path(out), overwrite=overwrite) as writer:
-        adapter.load(src, IngestContext(writer=writer, budget=budget, advance=on_file))
+        context = IngestContext(writer=writer, budget=budget, advance=on_file)
+        adapter.load(src, context)
         counts = writer.finish_tables()
+        if invalid_rows == "fail" and writer.rejected:
+            first = writer.rejected[0]
+            example = first.examples[0] if first.examples else "-"
+            raise IngestError(
+                src,
+                f"{first.table} rows",
+                f"{first.count} row(s) with {first.reason}, e.g. {example}",
+                "repair the export, or pass --invalid-rows skip to leave such rows out (listed "
+                "in the manifest)",
+            )
         store = TelemetryStore.open_unpublished(writer.path)
         extraction = extract_cases(store, rules)
         time_range = store.time_range()
@@ -70,6 +100,9 @@ def ingest(
             counts=counts | {"cases": len(extraction.cases)},
             time_range=time_range,
             skipped_rows=budget.skipped,
+            rejected_rows=writer.rejected,
+            skipped_files=context.skipped_files,
+            notes=context.notes,
         )
         published = writer.publish(manifest)
     return IngestResult(
@@ -78,7 +111,11 @@ def ingest(
         cases=len(extraction.cases),
         faults_without_traffic=extraction.faults_without_traffic,
         skipped_rows=budget.skipped,
+        rejected_rows=writer.rejected,
+        skipped_files=context.skipped_files,
+        notes=context.notes,
+        recovered=writer.recovered,
     )
 
 
-__all__ = ["ADAPTERS", "IngestResult", "ingest"]
+__all__ = ["ADAPTERS", "INVALID_ROW_POLICIES", "IngestResult", "ingest"]

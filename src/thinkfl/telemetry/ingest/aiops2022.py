@@ -23,7 +23,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
-from thinkfl.telemetry.ingest.base import IngestContext, labelled_fault, severity_sql
+from thinkfl.telemetry.ingest.base import (
+    IngestContext,
+    labelled_fault,
+    severity_sql,
+    timestamp_sql,
+)
 from thinkfl.telemetry.ingest.csvread import read_header
 from thinkfl.telemetry.model import Entity, Fault, Level, service_of_pod
 
@@ -107,7 +112,13 @@ class Aiops2022Adapter:
         self._load_logs(src, pod_nodes, ctx)
         self._load_traces(src, pod_nodes, ctx)
         faults: list[Fault] = []
-        for file in self._truth_files(src):
+        truth_files = self._truth_files(src)
+        if not truth_files:
+            ctx.notes.append(
+                f"{src}: no groundtruth*.csv, so no labels: the cases are the incidents "
+                "found in the telemetry itself"
+            )
+        for file in truth_files:
             faults.extend(self._load_truth(file, ctx))
             ctx.advance(file.name)
         ctx.writer.add_faults(faults)
@@ -151,7 +162,7 @@ class Aiops2022Adapter:
                             WHEN regexp_matches(cmdb_id, '^node-\\d+$') THEN 'node'
                             ELSE 'pod' END AS level,
                        CASE WHEN len(p) = 2 THEN p[2] ELSE cmdb_id END AS entity,
-                       kpi_name AS metric, make_timestamp({epoch_us_sql("timestamp")}) AS time,
+                       kpi_name AS metric, {timestamp_sql(epoch_us_sql("timestamp"))} AS time,
                        value
                 FROM parts WHERE len(p) <= 2""",
             raw=raw,
@@ -172,7 +183,7 @@ class Aiops2022Adapter:
                               INTO NAME metric VALUE value)
                 SELECT 'service' AS level,
                        regexp_replace(service, '-(grpc|http)$', '') AS entity, metric,
-                       make_timestamp({epoch_us_sql("timestamp")}) AS time, value
+                       {timestamp_sql(epoch_us_sql("timestamp"))} AS time, value
                 FROM long WHERE value IS NOT NULL AND NOT isnan(value)""",
             raw=raw,
         )
@@ -187,14 +198,13 @@ class Aiops2022Adapter:
         for file in sorted(src.glob("log/**/*.csv")):
             raw = ctx.read_csv(file, LOG_COLUMNS, what="an AIOps 2022 log file")
             logs = ctx.transform(
-                f"""SELECT make_timestamp({epoch_us_sql("timestamp")}) AS time,
+                f"""SELECT {timestamp_sql(epoch_us_sql("timestamp"))} AS time,
                        {SERVICE_OF_POD.format(pod="cmdb_id")} AS service, cmdb_id AS pod,
                        m.node AS node, {severity_sql(word)} AS severity,
                        coalesce(nullif(regexp_extract(value, {WRAPPED_MESSAGE}, 1), ''), value, '')
                            AS message,
                        NULL::VARCHAR AS trace_id, NULL::VARCHAR AS span_id
-                FROM raw LEFT JOIN pod_nodes m ON m.pod = raw.cmdb_id
-                WHERE timestamp IS NOT NULL AND cmdb_id IS NOT NULL""",
+                FROM raw LEFT JOIN pod_nodes m ON m.pod = raw.cmdb_id""",
                 raw=raw,
                 pod_nodes=pod_nodes,
             )
@@ -211,7 +221,7 @@ class Aiops2022Adapter:
                            AS parent_id,
                        {SERVICE_OF_POD.format(pod="cmdb_id")} AS service, cmdb_id AS pod,
                        m.node AS node, operation_name AS operation,
-                       make_timestamp({epoch_us_sql("timestamp")}) AS start,
+                       {timestamp_sql(epoch_us_sql("timestamp"))} AS start,
                        duration AS duration_us,
                        CASE WHEN status_code IS NULL OR trim(status_code) IN ('', 'Unset', 'UNSET')
                                 THEN 'unset'
@@ -231,10 +241,28 @@ class Aiops2022Adapter:
         raw = ctx.read_csv(file, TRUTH_COLUMNS, what="an AIOps 2022 ground truth")
         faults: list[Fault] = []
         for line, row in enumerate(raw.to_pylist(), start=2):
-            time = epoch_to_datetime(row["timestamp"])
+            time = _label_time(file, line, row["timestamp"])
             faults.append(
                 labelled_fault(
                     "aiops", file, line, time, row["level"], row["cmdb_id"], row["failure_type"]
                 )
             )
         return faults
+
+
+def _label_time(file: Path, line: int, value: int | None) -> datetime:
+    """A label's epoch time; an empty or impossible one names its line."""
+    try:
+        if value is None:
+            raise ValueError("empty")
+        time = epoch_to_datetime(value)
+    except (OverflowError, OSError, ValueError):
+        time = None
+    if time is None or time.year < 1970 or time.year > 2262:
+        raise IngestError(
+            file,
+            f"line {line}, column 'timestamp'",
+            f"no usable time ({'empty' if value is None else value})",
+            "write the fault's time as epoch seconds",
+        )
+    return time

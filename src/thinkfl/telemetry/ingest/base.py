@@ -29,6 +29,8 @@ class IngestContext:
     budget: BadRowBudget = field(default_factory=BadRowBudget)
     advance: Callable[[str], None] = lambda _description: None
     con: duckdb.DuckDBPyConnection = field(default_factory=duckdb.connect)
+    skipped_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def transform(self, sql: str, **tables: pa.Table) -> pa.Table:
         """Run DuckDB SQL over Arrow tables given by name; returns Arrow."""
@@ -70,6 +72,21 @@ def require_files(src: Path, pattern: str, what: str, fix: str) -> list[Path]:
     if not found:
         raise IngestError(src, "", f"no {what} found (looked for {pattern})", fix)
     return found
+
+
+# Epoch µs of 2262-04-11, where 64-bit nanosecond clocks end.
+LATEST_EPOCH_US = 9_223_286_400_000_000
+
+
+def timestamp_sql(epoch_us: str) -> str:
+    """SQL of a timestamp from an epoch-µs expression; negative or too large values (and the
+    arithmetic that would overflow on them) give NULL, which the store counts as an
+    impossible time instead of failing the ingest."""
+    value = f"TRY_CAST(({epoch_us}) AS DOUBLE)"
+    return (
+        f"make_timestamp(CASE WHEN {value} >= 0 AND {value} < {LATEST_EPOCH_US} "
+        f"THEN CAST({value} AS BIGINT) END)"
+    )
 
 
 def severity_sql(word_expression: str) -> str:

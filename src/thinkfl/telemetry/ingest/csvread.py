@@ -20,6 +20,9 @@ import pyarrow as pa
 from thinkfl.telemetry.errors import IngestError
 
 _STRUCTURAL_ERRORS = {"UNQUOTED VALUE", "TOO MANY COLUMNS", "MISSING COLUMNS", "INVALID STATE"}
+# The longest row read (bytes). Real exports carry multi-megabyte log lines (stack traces,
+# dumped payloads); a longer row is reported as malformed, never dropped silently.
+MAX_ROW_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -45,11 +48,26 @@ def read_header(path: Path) -> list[str]:
     """The header row of a CSV file; fails clearly for a missing or empty file."""
     if not path.is_file():
         raise IngestError(path, "", "file not found", "check the path")
+    csv.field_size_limit(MAX_ROW_BYTES)
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        header = next(csv.reader(handle), None)
+        try:
+            header = next(csv.reader(handle), None)
+        except csv.Error as error:
+            raise IngestError(
+                path, "line 1", f"unreadable header ({error})", "re-export it"
+            ) from None
     if not header:
         raise IngestError(path, "line 1", "the file is empty (no header row)", "re-export it")
-    return [name.strip() for name in header]
+    names = [name.strip() for name in header]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise IngestError(
+            path,
+            "header",
+            f"column name(s) {', '.join(map(repr, repeated))} appear more than once",
+            "give every column its own name",
+        )
+    return names
 
 
 def _sql_string(text: str) -> str:
@@ -99,7 +117,7 @@ def read_csv_checked(
         table = con.sql(
             f"SELECT {selected} FROM read_csv({_sql_string(str(path))}, header = true, "
             f"auto_detect = false, delim = ',', quote = '\"', escape = '\"', columns = {columns_sql}, "
-            "store_rejects = true)"
+            f"max_line_size = {MAX_ROW_BYTES}, store_rejects = true)"
         ).to_arrow_table()
         rejects = con.execute(
             "SELECT line, any_value(column_name), list(DISTINCT error_type::VARCHAR), "
@@ -120,6 +138,9 @@ def _account_rejects(
 ) -> None:
     last_line = _count_lines(path)
     for line, column, error_types, message in rejects:
+        if "LINE SIZE OVER MAXIMUM" in error_types:
+            budget.skip(path, line, f"row longer than {MAX_ROW_BYTES // 2**20} MB")
+            continue
         structural = set(error_types) & _STRUCTURAL_ERRORS
         # A bad value in a well-formed row is a data error; in a spliced row it is noise.
         if "CAST" in error_types and not structural:

@@ -12,8 +12,9 @@ data with columns time (ISO 8601 or epoch), level, entity, fault_type.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from thinkfl.telemetry.model import (
     Level,
     service_of_pod,
 )
+from thinkfl.telemetry.store import out_of_range
 
 _SPAN_KIND = {
     0: "unspecified",
@@ -58,27 +60,81 @@ def _enum(value: Any, names: dict[int, str], prefix: str) -> str:
     return names[0]
 
 
-def _any_value(value: dict[str, Any]) -> Any:
+class _TimeOutOfRange(ValueError):
+    """A time no store may hold: the row is left out and counted, the ingest goes on."""
+
+    def __init__(self, field: str, nanos: int) -> None:
+        super().__init__(f"{field}={nanos}")
+        self.field = field
+
+
+def _object(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """`parent[key]` as an object ({} when absent or null); anything else is refused."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"'{key}' must be an object, not {type(value).__name__}")
+    return value
+
+
+def _objects(parent: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """`parent[key]` as a list of objects ([] when absent or null); anything else is refused."""
+    value = parent.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"'{key}' must be a list, not {type(value).__name__}")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValueError(f"'{key}[{index}]' must be an object, not {type(item).__name__}")
+    return value
+
+
+def _any_value(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return None
     for key in ("stringValue", "boolValue", "doubleValue"):
         if key in value:
             return value[key]
     if "intValue" in value:
         return int(value["intValue"])
     if "arrayValue" in value:
-        return [_any_value(v) for v in value["arrayValue"].get("values", [])]
+        return [_any_value(v) for v in _objects(_object(value, "arrayValue"), "values")]
     if "kvlistValue" in value:
-        return _attributes(value["kvlistValue"].get("values", []))
+        return _attributes(_objects(_object(value, "kvlistValue"), "values"))
     return None
 
 
 def _attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {item["key"]: _any_value(item.get("value", {})) for item in items if "key" in item}
+    return {str(item["key"]): _any_value(item.get("value")) for item in items if "key" in item}
 
 
-def _time(nanos: Any) -> datetime | None:
+def _text(value: Any) -> str | None:
+    """An attribute as text (a number given for a name is taken as its digits)."""
+    return None if value is None or value == "" else str(value)
+
+
+def _hex_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'{field}' must be a non-empty hex string, not {value!r:.40}")
+    return value.lower()
+
+
+_LATEST_NS = 9_214_646_400 * 10**9  # 2262-01-01: past it no 64-bit nanosecond clock reaches
+
+
+def _time(nanos: Any, field: str = "time") -> datetime | None:
     if nanos in (None, "", 0, "0"):
         return None
-    value = int(nanos)
+    try:
+        value = int(nanos)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"'{field}' must be an integer of nanoseconds, not {nanos!r:.40}"
+        ) from None
+    if not 0 < value < _LATEST_NS:
+        raise _TimeOutOfRange(field, value)
     return datetime.fromtimestamp(value // 1000 / 1e6, UTC).replace(
         microsecond=value // 1000 % 1_000_000
     )
@@ -88,10 +144,12 @@ class _Resource:
     """Who emitted the data: service, pod and node from the resource attributes."""
 
     def __init__(self, resource: dict[str, Any]) -> None:
-        attributes = _attributes(resource.get("attributes", []))
-        self.pod: str | None = attributes.get("k8s.pod.name")
-        self.node: str | None = attributes.get("k8s.node.name") or attributes.get("host.name")
-        service = attributes.get("service.name")
+        attributes = _attributes(_objects(resource, "attributes"))
+        self.pod: str | None = _text(attributes.get("k8s.pod.name"))
+        self.node: str | None = _text(attributes.get("k8s.node.name")) or _text(
+            attributes.get("host.name")
+        )
+        service = _text(attributes.get("service.name"))
         if not service or service.startswith("unknown_service"):
             service = service_of_pod(self.pod) if self.pod else None
         self.service: str | None = service
@@ -108,17 +166,40 @@ class _Resource:
 
 def _decode(file: Path, where_line: int, text: str) -> dict[str, Any]:
     try:
-        return json.loads(text)
+        request = json.loads(text)
+    except RecursionError:
+        raise IngestError(
+            file,
+            f"line {where_line}",
+            "the JSON is nested too deeply to be an OTLP export",
+            "check the file",
+        ) from None
     except json.JSONDecodeError as error:
         truncated = error.pos >= len(text.rstrip()) - 1
         problem = "the JSON ends early (truncated?)" if truncated else f"invalid JSON ({error.msg})"
         line = where_line + error.lineno - 1
         raise IngestError(file, f"line {line}", problem, "re-export the file completely") from error
+    if not isinstance(request, dict):
+        raise IngestError(
+            file,
+            f"line {where_line}",
+            f"expected a JSON object (an export request), found a {type(request).__name__}",
+            "each line must hold resourceSpans, resourceMetrics or resourceLogs",
+        )
+    return request
 
 
 def _requests(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, export request) from a JSON-lines or a whole-JSON file."""
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise IngestError(
+            file,
+            f"byte {error.start}",
+            "not UTF-8 text (binary data?)",
+            "give OTLP/JSON files only",
+        ) from None
     if not text.strip():
         raise IngestError(file, "line 1", "the file is empty", "re-export it")
     lines = text.splitlines()
@@ -151,91 +232,117 @@ class OtlpAdapter:
         return found
 
     def load(self, src: Path, ctx: IngestContext) -> None:
+        found = 0
         for file in self.files(src):
             spans: list[dict] = []
             metrics: list[dict] = []
             logs: list[dict] = []
             for line, request in _requests(file):
                 try:
-                    self._collect(request, spans, metrics, logs)
-                except (KeyError, TypeError, ValueError) as error:
+                    self._collect(request, spans, metrics, logs, ctx)
+                except (KeyError, TypeError, ValueError, OverflowError) as error:
+                    problem = (
+                        f"missing field {error}" if isinstance(error, KeyError) else str(error)
+                    )
                     raise IngestError(
                         file,
                         f"line {line}",
-                        f"not an OTLP export request ({error!r})",
-                        "each line must hold resourceSpans, resourceMetrics or resourceLogs",
-                    ) from error
+                        f"not an OTLP export request ({problem[:200]})",
+                        "each line must hold resourceSpans, resourceMetrics or resourceLogs "
+                        "as the OTLP/JSON encoding defines them",
+                    ) from None
+            found += len(spans) + len(metrics) + len(logs)
             ctx.writer.add("spans", pa.Table.from_pylist(spans, schema=SPAN_SCHEMA))
             ctx.writer.add("metrics", pa.Table.from_pylist(metrics, schema=METRIC_SCHEMA))
             ctx.writer.add("logs", pa.Table.from_pylist(logs, schema=LOG_SCHEMA))
             ctx.advance(file.name)
+        if not found:
+            raise IngestError(
+                src,
+                "",
+                "no spans, metric points or log records found",
+                "give OTLP/JSON export requests (resourceSpans, resourceMetrics, resourceLogs)",
+            )
         labels = (src if src.is_dir() else src.parent) / "faults.csv"
         if labels.is_file():
             ctx.writer.add_faults(self._labels(labels, ctx))
 
-    def _collect(self, request: dict, spans: list, metrics: list, logs: list) -> None:
-        for block in request.get("resourceSpans", []):
-            resource = _Resource(block.get("resource", {}))
-            for scope in block.get("scopeSpans", []):
-                for span in scope.get("spans", []):
-                    spans.append(self._span(span, resource))
-        for block in request.get("resourceMetrics", []):
-            resource = _Resource(block.get("resource", {}))
+    def _collect(
+        self, request: dict, spans: list, metrics: list, logs: list, ctx: IngestContext
+    ) -> None:
+        for block in _objects(request, "resourceSpans"):
+            resource = _Resource(_object(block, "resource"))
+            for scope in _objects(block, "scopeSpans"):
+                for span in _objects(scope, "spans"):
+                    _keep(spans, partial(self._span, span, resource), "spans", ctx)
+        for block in _objects(request, "resourceMetrics"):
+            resource = _Resource(_object(block, "resource"))
             entity = resource.entity()
             if entity is None:
                 continue
-            for scope in block.get("scopeMetrics", []):
-                for metric in scope.get("metrics", []):
-                    metrics.extend(self._metric_samples(metric, *entity))
-        for block in request.get("resourceLogs", []):
-            resource = _Resource(block.get("resource", {}))
-            for scope in block.get("scopeLogs", []):
-                for record in scope.get("logRecords", []):
-                    logs.append(self._log(record, resource))
+            for scope in _objects(block, "scopeMetrics"):
+                for metric in _objects(scope, "metrics"):
+                    for sample in self._metric_samples(metric, *entity):
+                        _keep(metrics, sample, "metrics", ctx)
+        for block in _objects(request, "resourceLogs"):
+            resource = _Resource(_object(block, "resource"))
+            for scope in _objects(block, "scopeLogs"):
+                for record in _objects(scope, "logRecords"):
+                    _keep(logs, partial(self._log, record, resource), "logs", ctx)
 
     def _span(self, span: dict, resource: _Resource) -> dict:
-        start = _time(span["startTimeUnixNano"])
-        end = _time(span.get("endTimeUnixNano"))
-        duration = int(span.get("endTimeUnixNano", 0)) - int(span["startTimeUnixNano"])
+        if "startTimeUnixNano" not in span:
+            raise KeyError("startTimeUnixNano")
+        start = _time(span["startTimeUnixNano"], "start")
+        end = _time(span.get("endTimeUnixNano"), "end")
         if resource.service is None:
             raise ValueError("resource has no service.name")
+        duration = int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"]) if end else 0
         return {
-            "trace_id": span["traceId"].lower(),
-            "span_id": span["spanId"].lower(),
-            "parent_id": (span.get("parentSpanId") or "").lower() or None,
+            "trace_id": _hex_id(span.get("traceId"), "traceId"),
+            "span_id": _hex_id(span.get("spanId"), "spanId"),
+            "parent_id": (_text(span.get("parentSpanId")) or "").lower() or None,
             "service": resource.service,
             "pod": resource.pod,
             "node": resource.node,
-            "operation": span.get("name", ""),
+            "operation": _text(span.get("name")) or "",
             "start": start,
-            "duration_us": max(duration // 1000, 0) if end else 0,
-            "status": _enum(span.get("status", {}).get("code"), _STATUS, "STATUS_CODE_"),
+            "duration_us": duration // 1000,  # a negative one is refused by the store, counted
+            "status": _enum(_object(span, "status").get("code"), _STATUS, "STATUS_CODE_"),
             "kind": _enum(span.get("kind"), _SPAN_KIND, "SPAN_KIND_"),
         }
 
-    def _metric_samples(self, metric: dict, level: str, entity: str) -> Iterator[dict]:
-        name = metric["name"]
+    def _metric_samples(
+        self, metric: dict, level: str, entity: str
+    ) -> Iterator[Callable[[], dict]]:
+        """The metric's samples, each as a thunk (a point with an impossible time is counted
+        alone, the others kept)."""
+        name = _text(metric.get("name"))
+        if name is None:
+            raise KeyError("name")
         for kind in ("gauge", "sum"):
-            for point in metric.get(kind, {}).get("dataPoints", []):
+            for point in _objects(_object(metric, kind), "dataPoints"):
                 value = point.get("asDouble", point.get("asInt"))
                 if value is not None:
-                    yield self._sample(level, entity, name, point, float(value))
-        for point in metric.get("histogram", {}).get("dataPoints", []):
+                    yield partial(self._sample, level, entity, name, point, float(value))
+        for point in _objects(_object(metric, "histogram"), "dataPoints"):
             count = int(point.get("count", 0))
-            yield self._sample(level, entity, f"{name}.count", point, float(count))
+            yield partial(self._sample, level, entity, f"{name}.count", point, float(count))
             if count and "sum" in point:
-                yield self._sample(
-                    level, entity, f"{name}.mean", point, float(point["sum"]) / count
-                )
-        for point in metric.get("summary", {}).get("dataPoints", []):
-            for quantile in point.get("quantileValues", []):
+                mean = float(point["sum"]) / count
+                yield partial(self._sample, level, entity, f"{name}.mean", point, mean)
+        for point in _objects(_object(metric, "summary"), "dataPoints"):
+            for quantile in _objects(point, "quantileValues"):
                 label = f"{name}.p{float(quantile.get('quantile', 0)) * 100:g}"
-                yield self._sample(level, entity, label, point, float(quantile.get("value", 0)))
+                value = float(quantile.get("value", 0))
+                yield partial(self._sample, level, entity, label, point, value)
 
     def _sample(self, level: str, entity: str, name: str, point: dict, value: float) -> dict:
-        attributes = _attributes(point.get("attributes", []))
+        attributes = _attributes(_objects(point, "attributes"))
         if attributes:
             name += "{" + ",".join(f"{k}={attributes[k]}" for k in sorted(attributes)) + "}"
+        if "timeUnixNano" not in point:
+            raise KeyError("timeUnixNano")
         return {
             "level": level,
             "entity": entity,
@@ -248,9 +355,9 @@ class OtlpAdapter:
         time = _time(record.get("timeUnixNano")) or _time(record.get("observedTimeUnixNano"))
         if time is None:
             raise ValueError("log record without timeUnixNano or observedTimeUnixNano")
-        body = _any_value(record.get("body", {}))
+        body = _any_value(record.get("body"))
         number = int(record.get("severityNumber", 0) or 0)
-        text = (record.get("severityText") or "").lower()
+        text = (_text(record.get("severityText")) or "").lower()
         return {
             "time": time,
             "service": resource.service or "unknown",
@@ -258,8 +365,8 @@ class OtlpAdapter:
             "node": resource.node,
             "severity": _severity(number, text),
             "message": body if isinstance(body, str) else json.dumps(body, default=str),
-            "trace_id": (record.get("traceId") or "").lower() or None,
-            "span_id": (record.get("spanId") or "").lower() or None,
+            "trace_id": (_text(record.get("traceId")) or "").lower() or None,
+            "span_id": (_text(record.get("spanId")) or "").lower() or None,
         }
 
     def _labels(self, file: Path, ctx: IngestContext) -> list[Fault]:
@@ -273,6 +380,14 @@ class OtlpAdapter:
                 )
             )
         return faults
+
+
+def _keep(rows: list[dict], make: Callable[[], dict], table: str, ctx: IngestContext) -> None:
+    """Append the row `make` builds; a row with an impossible time is counted instead."""
+    try:
+        rows.append(make())
+    except _TimeOutOfRange as error:
+        ctx.writer.reject_row(table, out_of_range(error.field), str(error))
 
 
 def _severity(number: int, text: str) -> str:
