@@ -63,6 +63,16 @@ def quiet_llama_cpp() -> None:
     llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p())
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' warnings and loading bars (`THINKFL_VERBOSE=1` keeps them)."""
+    if os.environ.get("THINKFL_VERBOSE"):
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 class LlamaCppPolicy:
     """A GGUF model run in-process by llama.cpp (CPU by default). One call at a time."""
 
@@ -262,6 +272,7 @@ class TransformersPolicy:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        quiet_transformers()
         path = Path(model_dir)
         adapter_config = path / "adapter_config.json"
         if adapter_config.is_file():

@@ -7,6 +7,7 @@ returns a `Trajectory`. Inference, evaluation and training rollouts all call it.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 
@@ -14,11 +15,11 @@ from pydantic import BaseModel, Field
 
 from thinkfl.agent.policy import Policy, Reply, Turn
 from thinkfl.agent.protocol import (
-    FORCE_PRINT,
     NO_CALL,
     REPEATED,
     RETHINK,
     ToolCall,
+    force_print_nudge,
     observation_message,
     parse_tool_calls,
     system_prompt,
@@ -51,6 +52,39 @@ class Budget(BaseModel):
 
 PRINT_ONLY = [spec for spec in TOOL_SPECS if spec.name == "print_results"]
 StepCallback = Callable[[Step], None]
+
+
+class _OutOfTime(Exception):
+    """The case's wall clock ran out while the policy was still answering."""
+
+
+def _respond_within(policy: Policy, turn: Turn, seconds: float) -> Reply:
+    """`policy.respond(turn)`, waited for at most `seconds`.
+
+    A backend stuck past the case's wall clock ends the case instead of hanging it. The stuck
+    call cannot be interrupted; it finishes in its own daemon thread, and the policy's lock
+    keeps the next call from running beside it (no backend here is safe for that).
+    """
+    if seconds <= 0:
+        raise _OutOfTime
+    lock = policy.__dict__.setdefault("_respond_lock", threading.Lock())
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        with lock:
+            try:
+                outcome["reply"] = policy.respond(turn)
+            except BaseException as error:  # handed to the waiting thread
+                outcome["error"] = error
+
+    worker = threading.Thread(target=work, name=f"respond-{policy.name}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _OutOfTime
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["reply"]  # type: ignore[return-value]
 
 
 def _render_call(call: ToolCall) -> str:
@@ -93,8 +127,11 @@ class _Run:
             max_tokens=self.budget.max_tokens_per_turn,
         )
         began = time.monotonic()
-        reply = self.policy.respond(turn)
-        t.policy_seconds += time.monotonic() - began
+        remaining = self.budget.wall_clock_s - (began - self.started)
+        try:
+            reply = _respond_within(self.policy, turn, remaining)
+        finally:
+            t.policy_seconds += time.monotonic() - began
         t.prompt_tokens += reply.prompt_tokens
         t.completion_tokens += reply.completion_tokens
         t.turns += 1
@@ -225,7 +262,8 @@ class _Run:
 
     def force_print(self) -> str:
         self.forced = True
-        self.nudge(FORCE_PRINT)
+        seen = answer_from_steps(self.trajectory.steps, self.toolbox.case.entry_service)
+        self.nudge(force_print_nudge(seen))
         reply = self.ask(PRINT_ONLY)
         prints = [c for c in reply.tool_calls if c.name == "print_results"]
         if not reply.tool_calls:
@@ -246,6 +284,10 @@ class _Run:
             t.finish = stop if stop == "printed" else self.force_print()
             if stop in ("wall_clock", "tokens") and t.finish == "no_answer":
                 t.finish = stop
+        except _OutOfTime:
+            t.finish = "wall_clock"
+            if self.budget.fallback_answer:
+                t.ranking = answer_from_steps(t.steps, self.toolbox.case.entry_service)
         except Exception as error:  # a backend failure ends this case, not the evaluation
             t.error = f"{type(error).__name__}: {error}"
             t.finish = "error"

@@ -74,6 +74,17 @@ FORCE_PRINT = (
     "The investigation budget is spent. Reply now with print_results only, ranking at least "
     "three of the services, pods or nodes you have seen, most likely first."
 )
+
+
+def force_print_nudge(candidates: list[dict[str, str]], shown: int = 5) -> str:
+    """The forced-answer nudge, with the strongest candidates of what the observations showed
+    (a small model asked to rank from memory tends to name the last thing it looked at)."""
+    if not candidates:
+        return FORCE_PRINT
+    listed = ", ".join(json.dumps(item, ensure_ascii=False) for item in candidates[:shown])
+    return f"{FORCE_PRINT} Strongest in your observations so far: {listed}."
+
+
 NO_CALL = (
     "No tool call found. Reply with one call written as "
     '<tool_call>{"name": "...", "arguments": {...}}</tool_call>'

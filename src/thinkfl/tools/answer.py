@@ -46,17 +46,20 @@ class PrintResults(Tool):
             )
         ranking: list[dict[str, str]] = []
         problems: list[str] = []
-        for index, item in enumerate(root_causes):
+        ignored = max(0, len(root_causes) - box.limits.max_answer_items)
+        for index, item in enumerate(root_causes[: box.limits.max_answer_items]):
             keys = [k for k in ("service", "pod", "node") if isinstance(item, dict) and k in item]
             if len(keys) != 1 or len(item) != 1:
                 problems.append(f"item {index + 1} must have exactly one of service, pod, node")
                 continue
-            level, name = keys[0], str(item[keys[0]]).strip()
+            level, name = keys[0], str(item[keys[0]]).strip()[:200]
             entity = box.entities.get(name)
             if entity is None or entity.level.value != level:
-                problems.append(f"item {index + 1}: no {level} named '{name}'")
+                problems.append(f"item {index + 1}: no {level} named '{name[:60]}'")
             ranking.append({level: name})
         text = "results: " + ", ".join(f"{k}={v}" for r in ranking for k, v in r.items())
+        if ignored:
+            text += f" ({ignored} more items not read: {box.limits.max_answer_items} at most)"
         if problems:
             text += "\nproblems: " + "; ".join(problems) + ". " + box.valid_names_hint()
         answer = Answer(ranking=ranking, problems=problems)

@@ -41,6 +41,16 @@ class ToolLimits(BaseModel):
         gt=0,
         description="a timestamp further than this from the failure time is refused",
     )
+    max_observation_chars: int = Field(
+        4000, ge=200, description="characters of an observation's text before it is cut"
+    )
+    max_data_items: int = Field(
+        100, ge=1, description="items of any list in an observation's data before it is cut"
+    )
+    max_data_chars: int = Field(
+        300, ge=20, description="characters of any string in an observation's data"
+    )
+    max_answer_items: int = Field(20, ge=3, description="root causes read from one answer")
 
 
 class Observation(BaseModel):

@@ -19,6 +19,23 @@ from thinkfl.tools.base import ComponentScore, Observation, ToolLimits, parse_ti
 from thinkfl.tools.registry import SPECS, TOOLS
 
 
+def _bounded_data(value: Any, limits: ToolLimits, depth: int = 0) -> Any:
+    """`value` with every list cut to `max_data_items` and every string to `max_data_chars`
+    (nesting below 8 levels is dropped): what programs read stays as small as the text."""
+    if depth > 8:
+        return None
+    if isinstance(value, str):
+        return value[: limits.max_data_chars]
+    if isinstance(value, dict):
+        return {
+            str(k)[: limits.max_data_chars]: _bounded_data(v, limits, depth + 1)
+            for k, v in list(value.items())[: limits.max_data_items]
+        }
+    if isinstance(value, list | tuple):
+        return [_bounded_data(v, limits, depth + 1) for v in value[: limits.max_data_items]]
+    return value
+
+
 class Toolbox:
     """The tools for one case: times are shown relative to the case's entry span."""
 
@@ -53,6 +70,28 @@ class Toolbox:
 
     # --- dispatch ------------------------------------------------------------------------
     def call(self, name: str, arguments: dict[str, Any] | None) -> Observation:
+        """Run one call; never raises, and the observation is bounded in text and data."""
+        try:
+            observation = self._dispatch(str(name)[:100], arguments)
+        except Exception as error:  # the contract: a model's call never ends the case
+            observation = self.refuse(
+                str(name)[:100],
+                f"{str(name)[:100]} failed on these arguments ({type(error).__name__})",
+            )
+        return self._bounded(observation)
+
+    def _bounded(self, observation: Observation) -> Observation:
+        limits = self.limits
+        text = observation.text
+        if len(text) > limits.max_observation_chars:
+            cut = len(text) - limits.max_observation_chars
+            text = text[: limits.max_observation_chars] + f" …({cut} characters cut)"
+            observation.truncated = True
+        observation.text = text
+        observation.data = _bounded_data(observation.data, limits)
+        return observation
+
+    def _dispatch(self, name: str, arguments: dict[str, Any] | None) -> Observation:
         tool = TOOLS.get(name)
         if tool is None:
             return self.refuse(name, f"unknown tool '{name}'. Tools: {', '.join(TOOLS)}")
