@@ -160,3 +160,47 @@ def test_large_fields_are_read_and_a_too_long_row_is_reported(tmp_path):
         f"{path}:3: too many columns/unquoted value",
         f"{path}:4: row longer than 64 MB",
     ]
+
+
+def test_impossible_values_are_counted_not_stored_nor_fatal(tmp_path):
+    """A metric time of 1e17 s, an OTLP start of 1e29 ns and a "NaN" metric value: the
+    ingest goes on, the rows are left out and listed with their reason."""
+    from malformed import NEZHA_METRIC, POD, T0, nezha, otlp, span, spans_request
+
+    nezha(tmp_path / "n", {f"metric/{POD}_metric.csv": NEZHA_METRIC.replace(f",{T0},", ",1e17,")})
+    nezha_result = ingest("nezha", tmp_path / "n" / "src", tmp_path / "n" / "store")
+    assert [(r.table, r.reason, r.count) for r in nezha_result.rejected_rows] == [
+        ("metrics", "time missing or outside 1970-01-01..2262-04-11", 1)
+    ]
+    nan_metric = {
+        "resourceMetrics": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]
+                },
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "cpu",
+                                "gauge": {
+                                    "dataPoints": [
+                                        {"timeUnixNano": str(T0 * 10**9), "asDouble": "NaN"},
+                                        {"timeUnixNano": str(T0 * 10**9), "asDouble": 0.5},
+                                    ]
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    far = span(spanId="c7ad6b7169203331", startTimeUnixNano=str(10**29))
+    otlp(tmp_path / "o", "\n".join(json.dumps(r) for r in [spans_request(span(), far), nan_metric]))
+    result = ingest("otlp", tmp_path / "o" / "src", tmp_path / "o" / "store")
+    assert sorted((r.table, r.reason, r.count) for r in result.rejected_rows) == [
+        ("metrics", "non-finite value (NaN or infinity)", 1),
+        ("spans", "start missing or outside 1970-01-01..2262-04-11", 1),
+    ]
+    assert (result.counts["spans"], result.counts["metrics"]) == (1, 1)

@@ -62,14 +62,15 @@ class Capture(BaseHTTPRequestHandler):
         pass
 
 
-def run_toy_program(endpoint: str) -> None:
+def run_toy_program(endpoint: str, headers: dict[str, str] | None = None) -> None:
     rng = random.Random(7)
     providers = {
         name: TracerProvider(resource=Resource.create({"service.name": name}))
         for name in ("frontend", "cart", "db")
     }
     for provider in providers.values():
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     tracers = {name: provider.get_tracer("toy") for name, provider in providers.items()}
     for index in range(REQUESTS):
         start = T0 + int(index * EVERY_S * 1e9)

@@ -23,9 +23,9 @@ from typer._click import exceptions as click_errors  # typer bundles its own cli
 from typer.core import TyperGroup
 
 from thinkfl.agent import Budget, Step, Trajectory, run_case
+from thinkfl.agent.explain import evidence_lines
 from thinkfl.agent.models import REGISTRY, ModelError, cached_path, is_cached, pull
 from thinkfl.agent.policies import PolicyError, PolicyKind, make_policy
-from thinkfl.evidence import EvidenceKind
 from thinkfl.telemetry import (
     ADAPTERS,
     CaseRules,
@@ -549,35 +549,6 @@ def _show_step(step: Step) -> None:
         console.print(f"    [dim]… {len(lines) - 8} more lines[/]")
 
 
-EVIDENCE_ROWS = ("RISE", "DROP", "SATURATED", "SHIFT", *(kind.value for kind in EvidenceKind))
-
-
-def _telling(line: str, name: str) -> int:
-    """How directly an observation line speaks of `name` (lower is better): an evidence item
-    about it, a trace row of it with evidence flags, a row about it, a line naming it."""
-    words = line.split()
-    if len(words) > 1 and words[0] in EVIDENCE_ROWS and words[1] == name:
-        return 0
-    if len(words) > 1 and words[1] == name and "| evidence" in line:
-        return 1
-    if name in words[:2]:
-        return 2
-    return 3
-
-
-def _evidence(trajectory: Trajectory, name: str) -> str:
-    """The observation lines that mention a candidate, most telling first."""
-    lines = [
-        line.strip()
-        for step in trajectory.steps
-        if step.tool != "print_results"
-        for line in step.observation.splitlines()[1:]
-        if name in line and not line.lstrip().startswith("evidence score:")
-    ]
-    lines.sort(key=lambda line: _telling(line, name))  # stable: first seen first within a tier
-    return " | ".join(lines[:2])[:160] or "-"
-
-
 def _show_answer(trajectory: Trajectory, known: dict) -> None:
     table = Table(
         title=f"root causes ({trajectory.finish}, {len(trajectory.explored)} tool calls, "
@@ -589,7 +560,7 @@ def _show_answer(trajectory: Trajectory, known: dict) -> None:
     for rank, item in enumerate(trajectory.ranking, start=1):
         ((level, name),) = item.items()
         entity = known.get(name)
-        evidence = _evidence(trajectory, name)
+        evidence = " | ".join(evidence_lines(trajectory, name, 2))[:160] or "-"
         if entity is None or entity.level.value != level:
             evidence = f"[red]not a known {level} of this system[/]"
         table.add_row(str(rank), level, name, evidence)
@@ -647,6 +618,9 @@ def localize(
     save: Annotated[
         Path | None, typer.Option(help="append the trajectory to this JSONL file")
     ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="also write the report page (one HTML file) here")
+    ] = None,
 ) -> None:
     """Investigate one failure case and print the ranked root causes with their evidence."""
     if save is not None and save.is_dir():
@@ -675,6 +649,12 @@ def localize(
         from thinkfl.agent import save_jsonl
 
         save_jsonl([trajectory], save)
+    if html:
+        from thinkfl.serve.report import render_report, write_report
+
+        write_report(render_report(opened, failure, trajectory), html)
+        if not as_json:
+            console.print(f"[green]report page[/] {html}", soft_wrap=True)
     if as_json:
         sys.stdout.write(trajectory.model_dump_json(indent=1) + "\n")
     else:
@@ -859,6 +839,118 @@ def train(
             )
     except TrainError as error:
         raise _fail(error) from None
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@app.command()
+def serve(
+    store: Annotated[
+        Path, typer.Option(help="the store to receive into and investigate (created if absent)")
+    ],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port (4318: OTLP/HTTP's)")] = 4318,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="file holding the bearer token (default: $THINKFL_API_TOKEN)"),
+    ] = None,
+    policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.EXPERT,
+    model: Annotated[str | None, typer.Option(help="model for local/hf/openai")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="openai: the endpoint (only when given explicitly)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="investigations run at once")] = 2,
+    queue_size: Annotated[
+        int, typer.Option(min=1, help="investigations waiting; more are answered 429")
+    ] = 16,
+    max_body_mb: Annotated[
+        float, typer.Option(callback=_positive, help="largest request body, MB (> 0)")
+    ] = 16.0,
+    retention_hours: Annotated[
+        float | None,
+        typer.Option(callback=_positive, help="drop received batches older than this (> 0)"),
+    ] = None,
+    result_webhook: Annotated[
+        str | None, typer.Option(help="POST each finished investigation (JSON) to this URL")
+    ] = None,
+    max_depth: Annotated[
+        int, typer.Option(min=1, help="exploring tool calls before a forced answer")
+    ] = 10,
+) -> None:
+    """Receive OTLP/HTTP telemetry and Alertmanager alerts; investigate; serve the results.
+
+    Endpoints: POST /v1/traces /v1/metrics /v1/logs (OTLP), /v1/alerts (Alertmanager v4),
+    /v1/investigations; GET /v1/cases, /v1/investigations/{id}, /investigations/{id} (report
+    page), /healthz, /docs. Every endpoint but /healthz needs 'Authorization: Bearer TOKEN'.
+    """
+    import logging
+
+    import uvicorn
+
+    from thinkfl.serve.app import ServeSettings, create_app
+
+    token = (
+        token_file.read_text(encoding="utf-8").strip()
+        if token_file
+        else os.environ.get("THINKFL_API_TOKEN", "").strip()
+    ) or None
+    if token is None and host not in LOOPBACK:
+        raise _fail(
+            f"--host {host}: a server reachable from other machines needs a bearer token. "
+            "Fix: set THINKFL_API_TOKEN or pass --token-file"
+        )
+    if policy == PolicyKind.LOCAL and (model is None or model in REGISTRY):
+        _pull_with_progress(model or "qwen2.5-coder-0.5b")
+    shared = (
+        None if policy == PolicyKind.EXPERT else make_policy(policy, model, base_url, None, False)
+    )
+
+    def investigator() -> object:
+        # the expert keeps per-case state: one per investigation; model backends are shared
+        return shared if shared is not None else make_policy(PolicyKind.EXPERT)
+
+    settings = ServeSettings(
+        store=store,
+        token=token,
+        max_body_bytes=int(max_body_mb * 2**20),
+        workers=workers,
+        queue_size=queue_size,
+        retention_hours=retention_hours,
+        result_webhook=result_webhook,
+        budget=Budget(max_depth=max_depth),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server_app = create_app(settings, investigator)
+    console.print(
+        f"[bold]thinkfl serve[/]: store {store}, http://{host}:{port} "
+        f"(token {'required' if token else 'off: loopback only'}), investigator {policy.value}",
+        soft_wrap=True,
+    )
+    uvicorn.run(server_app, host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def report(
+    store: Annotated[Path, typer.Argument(help="a store")],
+    case: Annotated[str, typer.Option("--case", "-c", help="case id (see `thinkfl cases`)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write")],
+    policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.EXPERT,
+    model: Annotated[str | None, typer.Option(help="model for local/hf/openai")] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: endpoint")] = None,
+) -> None:
+    """Investigate a case and write the report page: one self-contained HTML file."""
+    from thinkfl.serve.report import render_report, write_report
+
+    opened = TelemetryStore.open(store)
+    failure = opened.case(case)
+    chosen = make_policy(policy, model, base_url, None, False)
+    trajectory = run_case(Toolbox(opened, failure), chosen, Budget())
+    path = write_report(render_report(opened, failure, trajectory), out)
+    console.print(
+        f"[green]wrote[/] {path} ({trajectory.finish}, {len(trajectory.explored)} tool calls)",
+        soft_wrap=True,
+    )
 
 
 @app.command()

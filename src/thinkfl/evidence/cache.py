@@ -27,6 +27,8 @@ REVISION = 9
 def cache_dir(store: TelemetryStore) -> Path:
     """The folder for this store's derived files (created; stale stamps are cleared)."""
     stamp = store.manifest.created.isoformat().replace(":", "-") + f"-r{REVISION}"
+    if store.live:  # new batches arrive: derived tables are per data version
+        stamp += f"-{store.data_version()}"
     for base in (store.path / FOLDER, _user_cache(store)):
         folder = base / stamp
         try:

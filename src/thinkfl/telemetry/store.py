@@ -52,6 +52,7 @@ from thinkfl.telemetry.model import (
 MANIFEST = "manifest.json"
 FAULTS = "faults.json"
 CASES = "cases.json"
+BATCHES = "batches"  # a live store's received batches, one folder each (telemetry.live)
 CALL_GRAPH = "call_graph.json"  # optional: [source, target, weight] edges an export declared
 ROW_GROUP_ROWS = 32_768
 FORMAT_VERSION = 1
@@ -113,6 +114,34 @@ MAX_NAME_BYTES = 255  # a file name's limit on Linux file systems
 
 CRASH_ENV = "THINKFL_CRASH_AT"
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def possible_rows(
+    con: duckdb.DuckDBPyConnection, table: str, source: str
+) -> tuple[str, list[RejectedRows]]:
+    """SQL of the rows of `source` (a table expression) that a store may hold, and the
+    others counted by reason with a few examples."""
+    rules = _IMPOSSIBLE.get(table, [])
+    if not rules:
+        return f"SELECT * FROM {source}", []
+    counts = con.execute(
+        "SELECT "
+        + ", ".join(f"count(*) FILTER (WHERE coalesce({cond}, false))" for _r, cond in rules)
+        + f" FROM {source}"
+    ).fetchall()[0]
+    rejected = []
+    for (reason, cond), count in zip(rules, counts, strict=True):
+        if count:
+            sample = con.sql(f"SELECT * FROM {source} WHERE {cond} LIMIT {MAX_EXAMPLES}")
+            examples = [
+                json.dumps(row, default=str, ensure_ascii=False)[:200]
+                for row in sample.to_arrow_table().to_pylist()
+            ]
+            rejected.append(
+                RejectedRows(table=table, reason=reason, count=count, examples=examples)
+            )
+    kept = " AND ".join(f"NOT coalesce({cond}, false)" for _r, cond in rules)
+    return f"SELECT * FROM {source} WHERE {kept}", rejected
 
 
 def crash_point(name: str) -> None:
@@ -337,28 +366,12 @@ class StoreWriter:
             )
         return list(kept.values())
 
-    def _reject(
-        self, con: duckdb.DuckDBPyConnection, table: str, reason: str, count: int, sql: str
-    ) -> None:
-        rows = con.sql(sql + f" LIMIT {MAX_EXAMPLES}").to_arrow_table().to_pylist()
-        examples = [json.dumps(row, default=str, ensure_ascii=False) for row in rows]
-        self._count_rejected(table, reason, count, examples)
-
     def _valid_rows(self, con: duckdb.DuckDBPyConnection, name: str, source: str) -> str:
         """SQL of the rows of `source` that a store may hold; the others are counted."""
-        rules = _IMPOSSIBLE.get(name, [])
-        if not rules:
-            return f"SELECT * FROM {source}"
-        counts = con.execute(
-            "SELECT "
-            + ", ".join(f"count(*) FILTER (WHERE coalesce({cond}, false))" for _r, cond in rules)
-            + f" FROM {source}"
-        ).fetchall()[0]
-        for (reason, cond), count in zip(rules, counts, strict=True):
-            if count:
-                self._reject(con, name, reason, count, f"SELECT * FROM {source} WHERE {cond}")
-        kept = " AND ".join(f"NOT coalesce({cond}, false)" for _r, cond in rules)
-        return f"SELECT * FROM {source} WHERE {kept}"
+        kept, rejected = possible_rows(con, name, source)
+        for item in rejected:
+            self._count_rejected(item.table, item.reason, item.count, item.examples)
+        return kept
 
     def _finish_table(self, con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) -> int:
         target = self.path / f"{name}.parquet"
@@ -486,6 +499,32 @@ def _check_parquet(file: Path) -> None:
         raise StoreError(f"{file}: damaged ({error}). Fix: ingest the store again") from None
 
 
+def _table_sql(path: Path, name: str, live: bool) -> str:
+    """A table of the store: its Parquet file, and in a live store every batch's file too
+    (the glob is expanded at each query, so a batch renamed into place is seen at once)."""
+    base = sql_literal((path / f"{name}.parquet").as_posix())
+    if not live:
+        return f"SELECT * FROM read_parquet({base})"
+    if name != "entities":
+        batches = sql_literal((path / BATCHES / "*" / f"{name}.parquet").as_posix())
+        return f"SELECT * FROM read_parquet([{base}, {batches}])"
+    received = {
+        table: f"read_parquet({sql_literal((path / BATCHES / '*' / f'{table}.parquet').as_posix())})"
+        for table in ("spans", "logs", "metrics")
+    }
+    return f"""SELECT level, name, min(service) AS service, min(node) AS node FROM (
+        SELECT level, name, service, node FROM read_parquet({base})
+        UNION ALL SELECT 'service', service, service, NULL FROM {received["spans"]}
+        UNION ALL SELECT 'service', service, service, NULL FROM {received["logs"]}
+        UNION ALL SELECT 'pod', pod, service, node FROM {received["spans"]} WHERE pod IS NOT NULL
+        UNION ALL SELECT 'pod', pod, service, node FROM {received["logs"]} WHERE pod IS NOT NULL
+        UNION ALL SELECT 'node', node, NULL, node FROM {received["spans"]} WHERE node IS NOT NULL
+        UNION ALL SELECT 'node', node, NULL, node FROM {received["logs"]} WHERE node IS NOT NULL
+        UNION ALL SELECT level, entity, CASE WHEN level = 'service' THEN entity END,
+            CASE WHEN level = 'node' THEN entity END FROM {received["metrics"]}
+    ) WHERE name IS NOT NULL GROUP BY level, name"""
+
+
 class TelemetryStore:
     """Read access to a store. Safe to share between threads (one DuckDB cursor per thread)."""
 
@@ -493,9 +532,9 @@ class TelemetryStore:
         self.path = path
         self.manifest = manifest
         self._root = duckdb.connect()
+        self.live = (path / BATCHES).is_dir()
         for name in TABLE_SCHEMAS:
-            file = sql_literal((path / f"{name}.parquet").as_posix())
-            self._root.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({file})")
+            self._root.execute(f"CREATE VIEW {name} AS {_table_sql(path, name, self.live)}")
         self._local = threading.local()
         self._entities: dict[str, Entity] | None = None
         self._baselines: dict[tuple[str, str], float] | None = None
@@ -531,6 +570,14 @@ class TelemetryStore:
     def open_unpublished(cls, path: Path) -> TelemetryStore:
         """Read a store that a StoreWriter has finished but not yet published (no manifest)."""
         return cls(Path(path), Manifest(source_format="unpublished", source=str(path)))
+
+    def data_version(self) -> str:
+        """Changes whenever the data does: '' for a published store (immutable), the newest
+        batch's name for a live one (derived files are keyed by it)."""
+        if not self.live:
+            return ""
+        names = [p.name for p in (self.path / BATCHES).iterdir() if not p.name.startswith(".")]
+        return max(names, default="")
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         """First and last timestamp of any span, metric sample or log record."""

@@ -32,7 +32,8 @@ def _bounded_data(value: Any, limits: ToolLimits, depth: int = 0) -> Any:
             for k, v in list(value.items())[: limits.max_data_items]
         }
     if isinstance(value, list | tuple):
-        return [_bounded_data(v, limits, depth + 1) for v in value[: limits.max_data_items]]
+        cut = [_bounded_data(v, limits, depth + 1) for v in value[: limits.max_data_items]]
+        return tuple(cut) if isinstance(value, tuple) else cut
     return value
 
 

@@ -60,6 +60,9 @@ def _enum(value: Any, names: dict[int, str], prefix: str) -> str:
     return names[0]
 
 
+Reject = Callable[[str, str, str], None]  # (table, reason, example) of a row left out
+
+
 class _TimeOutOfRange(ValueError):
     """A time no store may hold: the row is left out and counted, the ingest goes on."""
 
@@ -239,7 +242,7 @@ class OtlpAdapter:
             logs: list[dict] = []
             for line, request in _requests(file):
                 try:
-                    self._collect(request, spans, metrics, logs, ctx)
+                    self._collect(request, spans, metrics, logs, ctx.writer.reject_row)
                 except (KeyError, TypeError, ValueError, OverflowError) as error:
                     problem = (
                         f"missing field {error}" if isinstance(error, KeyError) else str(error)
@@ -268,13 +271,13 @@ class OtlpAdapter:
             ctx.writer.add_faults(self._labels(labels, ctx))
 
     def _collect(
-        self, request: dict, spans: list, metrics: list, logs: list, ctx: IngestContext
+        self, request: dict, spans: list, metrics: list, logs: list, reject: Reject
     ) -> None:
         for block in _objects(request, "resourceSpans"):
             resource = _Resource(_object(block, "resource"))
             for scope in _objects(block, "scopeSpans"):
                 for span in _objects(scope, "spans"):
-                    _keep(spans, partial(self._span, span, resource), "spans", ctx)
+                    _keep(spans, partial(self._span, span, resource), "spans", reject)
         for block in _objects(request, "resourceMetrics"):
             resource = _Resource(_object(block, "resource"))
             entity = resource.entity()
@@ -283,12 +286,12 @@ class OtlpAdapter:
             for scope in _objects(block, "scopeMetrics"):
                 for metric in _objects(scope, "metrics"):
                     for sample in self._metric_samples(metric, *entity):
-                        _keep(metrics, sample, "metrics", ctx)
+                        _keep(metrics, sample, "metrics", reject)
         for block in _objects(request, "resourceLogs"):
             resource = _Resource(_object(block, "resource"))
             for scope in _objects(block, "scopeLogs"):
                 for record in _objects(scope, "logRecords"):
-                    _keep(logs, partial(self._log, record, resource), "logs", ctx)
+                    _keep(logs, partial(self._log, record, resource), "logs", reject)
 
     def _span(self, span: dict, resource: _Resource) -> dict:
         if "startTimeUnixNano" not in span:
@@ -356,7 +359,7 @@ class OtlpAdapter:
         if time is None:
             raise ValueError("log record without timeUnixNano or observedTimeUnixNano")
         body = _any_value(record.get("body"))
-        number = int(record.get("severityNumber", 0) or 0)
+        number = _severity_number(record.get("severityNumber"))
         text = (_text(record.get("severityText")) or "").lower()
         return {
             "time": time,
@@ -382,12 +385,40 @@ class OtlpAdapter:
         return faults
 
 
-def _keep(rows: list[dict], make: Callable[[], dict], table: str, ctx: IngestContext) -> None:
+def _keep(rows: list[dict], make: Callable[[], dict], table: str, reject: Reject) -> None:
     """Append the row `make` builds; a row with an impossible time is counted instead."""
     try:
         rows.append(make())
     except _TimeOutOfRange as error:
-        ctx.writer.reject_row(table, out_of_range(error.field), str(error))
+        reject(table, out_of_range(error.field), str(error))
+
+
+def rows_of_request(request: dict[str, Any], reject: Reject) -> dict[str, pa.Table]:
+    """The rows of one OTLP export request in its JSON form (hex ids), as Arrow tables.
+    Raises ValueError (or KeyError) naming what is malformed."""
+    spans: list[dict] = []
+    metrics: list[dict] = []
+    logs: list[dict] = []
+    OtlpAdapter()._collect(request, spans, metrics, logs, reject)
+    return {
+        "spans": pa.Table.from_pylist(spans, schema=SPAN_SCHEMA),
+        "metrics": pa.Table.from_pylist(metrics, schema=METRIC_SCHEMA),
+        "logs": pa.Table.from_pylist(logs, schema=LOG_SCHEMA),
+    }
+
+
+_SEVERITY_NAMES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
+
+
+def _severity_number(value: Any) -> int:
+    """severityNumber as a number, or as its enum name (protobuf's JSON mapping writes
+    SEVERITY_NUMBER_ERROR2 and the like)."""
+    if value in (None, ""):
+        return 0
+    if isinstance(value, str) and not value.strip().isdigit():
+        name = value.upper().removeprefix("SEVERITY_NUMBER_").rstrip("234")
+        return _SEVERITY_NAMES.get(name, 0)
+    return int(value)
 
 
 def _severity(number: int, text: str) -> str:

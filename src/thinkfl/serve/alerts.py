@@ -1,0 +1,65 @@
+"""Prometheus Alertmanager webhook payloads (version 4) and the cases they start.
+
+A firing alert becomes a case: its time is `startsAt`, its scope the first of the labels
+`service`, `service_name`, `job`, `app`, `pod` that names a service or pod the store knows;
+the entry trace is chosen label-free, as `thinkfl cases` does (`incidents.case_at`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from thinkfl.telemetry import FailureCase, Level, TelemetryStore
+from thinkfl.telemetry.incidents import case_at
+
+SCOPE_LABELS = ("service", "service_name", "job", "app", "pod")
+
+
+class Alert(BaseModel):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = ""
+
+
+class AlertmanagerPayload(BaseModel):
+    """The body Alertmanager's `webhook_configs` posts (version "4")."""
+
+    version: Literal["4"]
+    groupKey: str = ""
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    alerts: list[Alert] = Field(min_length=1)
+
+
+def scope_of(alert: Alert, store: TelemetryStore) -> str | None:
+    """The service an alert is about, from its labels (a pod label gives its service)."""
+    entities = store.entities()
+    for label in SCOPE_LABELS:
+        value = alert.labels.get(label)
+        entity = entities.get(value or "")
+        if entity is None:
+            continue
+        if entity.level == Level.SERVICE:
+            return entity.name
+        if entity.level == Level.POD and entity.service:
+            return entity.service
+    return None
+
+
+def case_of(alert: Alert, store: TelemetryStore) -> FailureCase:
+    """The case a firing alert asks about (raises TelemetryError when no trace fits)."""
+    service = scope_of(alert, store)
+    case = case_at(store, alert.startsAt, service)
+    name = alert.labels.get("alertname", "alert")
+    key = alert.fingerprint or f"{alert.startsAt:%Y%m%d-%H%M%S}"
+    return case.model_copy(update={"case_id": f"alert-{name}-{key}"[:120]})

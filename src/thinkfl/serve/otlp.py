@@ -1,0 +1,122 @@
+"""OTLP/HTTP requests to rows: protobuf (the default encoding) or JSON (hex ids).
+
+Protobuf bodies are decoded with `opentelemetry-proto` and turned into the OTLP/JSON form
+(ids from bytes to hex), so one reader (`ingest.otlp.rows_of_request`) serves the collector's
+files and the live receiver alike. Every problem is a `RequestError` naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pyarrow as pa
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from thinkfl.telemetry.ingest.otlp import rows_of_request
+from thinkfl.telemetry.model import RejectedRows
+
+SIGNALS: dict[str, tuple[type[Message], str, str, str]] = {
+    # signal: (protobuf request, resource list, scope list, record list)
+    "traces": (ExportTraceServiceRequest, "resourceSpans", "scopeSpans", "spans"),
+    "metrics": (ExportMetricsServiceRequest, "resourceMetrics", "scopeMetrics", "metrics"),
+    "logs": (ExportLogsServiceRequest, "resourceLogs", "scopeLogs", "logRecords"),
+}
+ID_LENGTHS = {"traceId": 32, "spanId": 16, "parentSpanId": 16}  # hex characters
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+class RequestError(ValueError):
+    """A request that cannot be read: the message names the field and what was expected."""
+
+
+def decode(signal: str, content_type: str, body: bytes) -> dict[str, Any]:
+    """The request as OTLP/JSON with hex ids; raises RequestError."""
+    message_type, resources, scopes, records = SIGNALS[signal]
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == PROTOBUF:
+        message = message_type()
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, ValueError) as error:
+            raise RequestError(f"body: not a valid {message_type.__name__} ({error})") from None
+        request = MessageToDict(message)
+        _ids_to_hex(request, resources, scopes, records)
+    elif kind == JSON:
+        try:
+            request = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise RequestError(f"body: not valid JSON ({type(error).__name__})") from None
+        if not isinstance(request, dict):
+            raise RequestError(f"body: expected a JSON object, found {type(request).__name__}")
+    else:
+        raise RequestError(
+            f"Content-Type '{content_type[:60]}': send {PROTOBUF} (the default) or {JSON}"
+        )
+    _check_ids(request, resources, scopes, records)
+    return request
+
+
+def rows(signal: str, request: dict[str, Any]) -> tuple[dict[str, pa.Table], list[RejectedRows]]:
+    """Rows of a decoded request, and those left out (impossible times)."""
+    left_out: dict[tuple[str, str], RejectedRows] = {}
+
+    def reject(table: str, reason: str, example: str) -> None:
+        entry = left_out.setdefault(
+            (table, reason), RejectedRows(table=table, reason=reason, count=0)
+        )
+        entry.count += 1
+        if len(entry.examples) < 3:
+            entry.examples.append(example[:200])
+
+    try:
+        tables = rows_of_request(request, reject)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        problem = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+        raise RequestError(f"{SIGNALS[signal][1]}: {problem[:200]}") from None
+    return tables, list(left_out.values())
+
+
+def _records(request: dict[str, Any], resources: str, scopes: str, records: str):
+    for r, resource in enumerate(request.get(resources) or []):
+        if not isinstance(resource, dict):
+            continue
+        for s, scope in enumerate(resource.get(scopes) or []):
+            if not isinstance(scope, dict):
+                continue
+            for i, record in enumerate(scope.get(records) or []):
+                if isinstance(record, dict):
+                    yield f"{resources}[{r}].{scopes}[{s}].{records}[{i}]", record
+
+
+def _ids_to_hex(request: dict[str, Any], resources: str, scopes: str, records: str) -> None:
+    """Protobuf's JSON mapping writes bytes as base64; OTLP/JSON uses hex."""
+    for _where, record in _records(request, resources, scopes, records):
+        for key in ID_LENGTHS:
+            if record.get(key):
+                record[key] = base64.b64decode(record[key]).hex()
+
+
+def _check_ids(request: dict[str, Any], resources: str, scopes: str, records: str) -> None:
+    for where, record in _records(request, resources, scopes, records):
+        for key, length in ID_LENGTHS.items():
+            value = record.get(key)
+            if value in (None, ""):
+                continue
+            if not isinstance(value, str) or len(value) != length:
+                shown = (
+                    f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+                )
+                raise RequestError(f"{where}.{key}: {shown}, expected {length} hex digits")
+            try:
+                int(value, 16)
+            except ValueError:
+                raise RequestError(f"{where}.{key}: not hexadecimal") from None
