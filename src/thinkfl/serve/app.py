@@ -39,7 +39,7 @@ from thinkfl.agent import Budget
 from thinkfl.agent.policy import Policy
 from thinkfl.serve import otlp
 from thinkfl.serve.alerts import AlertmanagerPayload, case_of
-from thinkfl.serve.investigations import Investigations, QueueFull, post_result
+from thinkfl.serve.investigations import Investigations, QueueFull, Status, post_result
 from thinkfl.serve.report import render_report
 from thinkfl.telemetry import TelemetryError, TelemetryStore
 from thinkfl.telemetry.incidents import case_at
@@ -97,6 +97,7 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
         on_done=(lambda item: post_result(settings.result_webhook, item))
         if settings.result_webhook
         else None,
+        render=lambda store, item: render_report(store, item.case, item.trajectory),
     )
     stop = threading.Event()
 
@@ -301,17 +302,14 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
         item = investigations.get(investigation_id)
         if item is None:
             return _problem(404, f"no investigation '{investigation_id[:40]}'")
-        if item.trajectory is None:
+        page = investigations.page(item.id)
+        if item.status not in (Status.DONE, Status.FAILED) or not page.is_file():
             return HTMLResponse(
                 f"<!doctype html><meta http-equiv=refresh content=2><p>investigation "
                 f"{item.id}: {item.status.value}</p>",
-                status_code=202,
+                status_code=202 if item.status in (Status.QUEUED, Status.RUNNING) else 500,
             )
-        store = live.open()
-        try:
-            return HTMLResponse(render_report(store, item.case, item.trajectory))
-        finally:
-            store.close()
+        return HTMLResponse(page.read_text(encoding="utf-8"))
 
     @app.get("/healthz", summary="Liveness")
     def healthz() -> dict[str, str]:

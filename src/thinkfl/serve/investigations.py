@@ -71,6 +71,7 @@ class Investigations:
         queue_size: int = 16,
         budget: Budget | None = None,
         on_done: Callable[[Investigation], None] | None = None,
+        render: Callable[[TelemetryStore, Investigation], str] | None = None,
     ) -> None:
         self.store_path = store_path
         self.folder = store_path / FOLDER
@@ -79,6 +80,7 @@ class Investigations:
         self.budget = budget or Budget()
         self.queue_size = queue_size
         self.on_done = on_done
+        self.render = render
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="investigate")
         self._lock = threading.Lock()
         self._waiting = 0
@@ -129,10 +131,12 @@ class Investigations:
         began = time.monotonic()
         store = TelemetryStore.open(self.store_path)
         try:
-            item.trajectory = run_case(Toolbox(store, item.case), self.make_policy(), self.budget)
-            failed = item.trajectory.finish == "error"
-            item.status = Status.FAILED if failed else Status.DONE
-            item.error = item.trajectory.error
+            trajectory = run_case(Toolbox(store, item.case), self.make_policy(), self.budget)
+            item.trajectory = trajectory
+            item.error = trajectory.error
+            if self.render:  # the page shows the evidence as it was when the answer was given
+                self._write(self.page(item.id), self.render(store, item))
+            item.status = Status.FAILED if trajectory.finish == "error" else Status.DONE
         except Exception as error:  # one investigation's failure is reported, not fatal
             item.status, item.error = Status.FAILED, f"{type(error).__name__}: {error}"
         finally:
@@ -149,10 +153,17 @@ class Investigations:
         if self.on_done:
             self.on_done(item)
 
+    def page(self, investigation_id: str) -> Path:
+        """The report page written when the investigation ended."""
+        return self.folder / f"{investigation_id}.html"
+
     def _save(self, item: Investigation) -> None:
-        file = self.folder / f"{item.id}.json"
+        self._write(self.folder / f"{item.id}.json", item.model_dump_json())
+
+    @staticmethod
+    def _write(file: Path, text: str) -> None:
         temporary = file.with_name(f".{file.name}.{uuid.uuid4().hex[:6]}.tmp")
-        temporary.write_text(item.model_dump_json(), encoding="utf-8")
+        temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, file)
 
     def wait(self, investigation_id: str, timeout_s: float = 60.0) -> Investigation:
