@@ -401,12 +401,15 @@ class StoreWriter:
         ).fetchall()[0][0]
         if not extra:
             return rows
-        self._reject(
-            con,
+        sample = con.sql(
+            f"SELECT * FROM ({rows}) WHERE ({key}) IN ({repeated}) ORDER BY {key}, {order} "
+            f"LIMIT {MAX_EXAMPLES}"
+        ).to_arrow_table()
+        self._count_rejected(
             name,
             f"same ({key}) as another row with other content (the earliest is kept)",
             int(extra),
-            f"SELECT * FROM ({rows}) WHERE ({key}) IN ({repeated}) ORDER BY {key}, {order}",
+            [json.dumps(row, default=str, ensure_ascii=False) for row in sample.to_pylist()],
         )
         return f"SELECT * FROM ({rows}) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1"
 
