@@ -65,10 +65,10 @@ def test_localize_streams_the_investigation_and_ranks_with_evidence(tmp_path):
     )
     # the evidence cell of an answer starts with the evidence item about it, not any line
     from thinkfl.agent import Trajectory
-    from thinkfl.cli import _evidence
+    from thinkfl.agent.explain import evidence_lines
 
-    cell = _evidence(Trajectory.model_validate(trajectory), "cartservice-1")
-    assert cell.startswith("SHIFT cartservice-1 container_cpu_usage_seconds"), cell
+    lines = evidence_lines(Trajectory.model_validate(trajectory), "cartservice-1")
+    assert lines[0].startswith("SHIFT cartservice-1 container_cpu_usage_seconds"), lines
 
 
 def test_localize_errors_are_clear(tmp_path):

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pydantic
 import typer
@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 from thinkfl.agent import Budget, Step, Trajectory, run_case
 from thinkfl.agent.explain import evidence_lines
-from thinkfl.agent.models import REGISTRY, ModelError, cached_path, is_cached, pull
+from thinkfl.agent.models import DEFAULT_MODEL, REGISTRY, ModelError, cached_path, is_cached, pull
 from thinkfl.agent.policies import PolicyError, PolicyKind, make_policy
 from thinkfl.telemetry import (
     ADAPTERS,
@@ -37,6 +37,10 @@ from thinkfl.telemetry import (
 from thinkfl.telemetry import ingest as run_ingest
 from thinkfl.telemetry.incidents import IncidentRules, case_at, case_for_trace, detect_incidents
 from thinkfl.tools import Toolbox, parse_timestamp
+
+if TYPE_CHECKING:  # training pulls in torch: imported where it is used
+    from thinkfl.train.config import TrainConfig
+    from thinkfl.train.pipeline import StageResult
 
 
 class _OneLineErrors(TyperGroup):
@@ -221,6 +225,33 @@ _not_negative = _bounded(0, strict=False)
 _above_one = _bounded(1, strict=True, why=" (a factor over the normal duration)")
 
 
+# Options several commands share, declared once.
+StoreArgument = Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")]
+PolicyOption = Annotated[PolicyKind, typer.Option(help="who investigates")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="local: registry name or .gguf path; hf: model directory; openai: model name"
+    ),
+]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="openai: the endpoint, e.g. http://host:8000/v1 (models run locally unless given)"
+    ),
+]
+AdapterOption = Annotated[
+    str | None,
+    typer.Option(
+        help="local: a LoRA adapter .gguf from `thinkfl train`; 'none' for the bare base "
+        "(default: the adapter shipped for the default model, if any)"
+    ),
+]
+MaxDepthOption = Annotated[
+    int, typer.Option(min=1, help="exploring tool calls before a forced answer")
+]
+
+
 @app.command()
 def ingest(
     source_format: Annotated[str, typer.Argument(metavar="FORMAT", help=FORMATS_HELP)],
@@ -291,7 +322,7 @@ def ingest(
 
 @app.command()
 def cases(
-    store: Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")],
+    store: StoreArgument,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
     latency_factor: Annotated[
         float | None,
@@ -451,7 +482,7 @@ def export(
 
 
 @app.command()
-def info(store: Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")]) -> None:
+def info(store: StoreArgument) -> None:
     """Show what a store holds."""
     try:
         opened = TelemetryStore.open(store)
@@ -571,7 +602,7 @@ def _show_answer(trajectory: Trajectory, known: dict) -> None:
 
 @app.command()
 def localize(
-    store: Annotated[Path, typer.Argument(help="a store made by `thinkfl ingest`")],
+    store: StoreArgument,
     case: Annotated[
         str | None, typer.Option("--case", "-c", help="case id (see `thinkfl cases`)")
     ] = None,
@@ -585,32 +616,17 @@ def localize(
     service: Annotated[
         str | None, typer.Option(help="with --at: only entry traces through this service")
     ] = None,
-    policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.EXPERT,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="local: registry name or .gguf path; hf: model directory; openai: model name"
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="openai: endpoint, e.g. http://host:8000/v1")
-    ] = None,
+    policy: PolicyOption = PolicyKind.EXPERT,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     api_key: Annotated[
         str | None, typer.Option(help="openai: key (default $OPENAI_API_KEY)")
     ] = None,
     native_tools: Annotated[
         bool, typer.Option(help="openai: use the endpoint's tool calling")
     ] = False,
-    adapter: Annotated[
-        str | None,
-        typer.Option(
-            help="local: a LoRA adapter .gguf from `thinkfl train`; 'none' for the bare base "
-            "(default: the adapter shipped for the default model, if any)"
-        ),
-    ] = None,
-    max_depth: Annotated[
-        int, typer.Option(min=1, help="exploring tool calls before a forced answer")
-    ] = 10,
+    adapter: AdapterOption = None,
+    max_depth: MaxDepthOption = 10,
     rethink: Annotated[
         bool, typer.Option(help="ask once to look deeper before an early answer")
     ] = False,
@@ -629,7 +645,7 @@ def localize(
         opened = TelemetryStore.open(store)
         failure = _case_to_investigate(opened, case, trace, at, service)
         if policy == PolicyKind.LOCAL and (model is None or model in REGISTRY):
-            _pull_with_progress(model or "qwen2.5-coder-0.5b")
+            _pull_with_progress(model or DEFAULT_MODEL)
         chosen = make_policy(policy, model, base_url, api_key, native_tools, adapter=adapter)
     except (TelemetryError, ModelError, PolicyError) as error:
         raise _fail(error) from None
@@ -701,33 +717,17 @@ def evaluate_command(
     workers: Annotated[
         int, typer.Option(min=1, help="cases in parallel where the method allows")
     ] = 4,
-    model: Annotated[str | None, typer.Option(help="model for local/hf/openai methods")] = None,
-    base_url: Annotated[str | None, typer.Option(help="openai: endpoint")] = None,
-    adapter: Annotated[
-        str | None,
-        typer.Option(
-            help="local: a LoRA adapter .gguf from `thinkfl train`; 'none' for the bare base "
-            "(default: the adapter shipped for the default model, if any)"
-        ),
-    ] = None,
-    max_depth: Annotated[
-        int, typer.Option(min=1, help="exploring tool calls before a forced answer")
-    ] = 10,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    adapter: AdapterOption = None,
+    max_depth: MaxDepthOption = 10,
 ) -> None:
     """Run methods over every case of a store; write per-case JSONL, summary.json/md and plots.
 
     Methods: expert, local, hf, openai (agents) and random, most-frequent (baselines).
     """
-    from thinkfl.evaluate import (
-        EvaluationError,
-        case_results,
-        markdown,
-        method_names,
-        run_method,
-        summarize,
-        write_json,
-    )
-    from thinkfl.evaluate.plots import latency, recall_curves
+    from thinkfl.evaluate import EvaluationError, case_results, method_names, run_method
+    from thinkfl.evaluate.report import REPORT_FILES, write_report
 
     if out.exists() and not out.is_dir():
         raise _fail(f"{out}: exists and is a file, not a results folder. Fix: choose another --out")
@@ -765,12 +765,8 @@ def evaluate_command(
             results += case_results(method, trajectories, store)
     except (TelemetryError, ModelError, PolicyError, EvaluationError) as error:
         raise _fail(error) from None
-    summary = summarize(results)
     title = f"{dataset.name}: {len(selected)} cases"
-    write_json(out / "summary.json", summary)
-    (out / "summary.md").write_text(markdown(summary, title), encoding="utf-8")
-    recall_curves(summary, out / "recall_at_k.png", title)
-    latency(results, out / "latency.png", title)
+    summary = write_report(results, out, title)
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in ("method", "R@1", "R@3", "MRR", "R@1 service", "p50 s", "calls"):
         table.add_column(column, no_wrap=True)
@@ -785,12 +781,10 @@ def evaluate_command(
             f"{s['cost']['tool_calls_per_case']:.1f}",
         )
     console.print(table)
-    console.print(
-        f"wrote {out}/summary.json, summary.md, recall_at_k.png, latency.png", soft_wrap=True
-    )
+    console.print(f"wrote {out}/: {', '.join(REPORT_FILES)}", soft_wrap=True)
 
 
-def _run_stage_with_progress(config: object) -> object:
+def _run_stage_with_progress(config: TrainConfig) -> StageResult:
     """A stage; SFT counts the teacher's questions and kept dialogues (the trainers show
     their own step bars)."""
     from thinkfl.train import Stage, run_stage
@@ -810,26 +804,34 @@ def _run_stage_with_progress(config: object) -> object:
         return run_stage(config, on_question)
 
 
-@app.command(
-    context_settings={"allow_extra_args": False},
+class _RunByDefault(TyperGroup):
+    """`thinkfl train CONFIG...` means `thinkfl train run CONFIG...` (the common case)."""
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+train_app = typer.Typer(
+    cls=_RunByDefault,
     help="Train: `thinkfl train CONFIG [CONFIG ...]` runs stage configs in order "
     "(configs/sft.yaml, stage1.yaml, ...); `thinkfl train report RUN` draws a run's curves.",
+    no_args_is_help=True,
 )
-def train(
-    targets: Annotated[
-        list[str], typer.Argument(metavar="CONFIG... | report RUN", help="stage YAML files")
-    ],
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("run")
+def train_run(
+    configs: Annotated[list[Path], typer.Argument(metavar="CONFIG...", help="stage YAML files")],
 ) -> None:
-    from thinkfl.train import TrainError, load_config, report
+    """Run stage configs in order (all are checked before any training starts)."""
+    from thinkfl.train import TrainError, load_config
 
     try:
-        if targets[0] == "report":
-            if len(targets) != 2:
-                raise TrainError("usage: thinkfl train report RUN (the run folder of a config)")
-            console.print(f"wrote {report(Path(targets[1]))}", soft_wrap=True)
-            return
-        configs = [load_config(Path(target)) for target in targets]  # all checked before training
-        for config in configs:
+        loaded = [load_config(path) for path in configs]
+        for config in loaded:
             console.print(f"[bold]{config.stage.value}[/] → {config.out}", soft_wrap=True)
             result = _run_stage_with_progress(config)
             console.print(
@@ -837,6 +839,19 @@ def train(
                 f"{result.weights}" + (f", llama.cpp adapter {result.gguf}" if result.gguf else ""),
                 soft_wrap=True,
             )
+    except TrainError as error:
+        raise _fail(error) from None
+
+
+@train_app.command("report")
+def train_report(
+    run: Annotated[Path, typer.Argument(help="the run folder of a config (its `out`)")],
+) -> None:
+    """Draw a training run's curves (report.png) and print where it is."""
+    from thinkfl.train import TrainError, report
+
+    try:
+        console.print(f"wrote {report(run)}", soft_wrap=True)
     except TrainError as error:
         raise _fail(error) from None
 
@@ -855,11 +870,9 @@ def serve(
         Path | None,
         typer.Option(help="file holding the bearer token (default: $THINKFL_API_TOKEN)"),
     ] = None,
-    policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.EXPERT,
-    model: Annotated[str | None, typer.Option(help="model for local/hf/openai")] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="openai: the endpoint (only when given explicitly)")
-    ] = None,
+    policy: PolicyOption = PolicyKind.EXPERT,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
     workers: Annotated[int, typer.Option(min=1, help="investigations run at once")] = 2,
     queue_size: Annotated[
         int, typer.Option(min=1, help="investigations waiting; more are answered 429")
@@ -874,9 +887,7 @@ def serve(
     result_webhook: Annotated[
         str | None, typer.Option(help="POST each finished investigation (JSON) to this URL")
     ] = None,
-    max_depth: Annotated[
-        int, typer.Option(min=1, help="exploring tool calls before a forced answer")
-    ] = 10,
+    max_depth: MaxDepthOption = 10,
 ) -> None:
     """Receive OTLP/HTTP telemetry and Alertmanager alerts; investigate; serve the results.
 
@@ -901,7 +912,7 @@ def serve(
             "Fix: set THINKFL_API_TOKEN or pass --token-file"
         )
     if policy == PolicyKind.LOCAL and (model is None or model in REGISTRY):
-        _pull_with_progress(model or "qwen2.5-coder-0.5b")
+        _pull_with_progress(model or DEFAULT_MODEL)
     shared = (
         None if policy == PolicyKind.EXPERT else make_policy(policy, model, base_url, None, False)
     )
@@ -935,9 +946,9 @@ def report(
     store: Annotated[Path, typer.Argument(help="a store")],
     case: Annotated[str, typer.Option("--case", "-c", help="case id (see `thinkfl cases`)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write")],
-    policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.EXPERT,
-    model: Annotated[str | None, typer.Option(help="model for local/hf/openai")] = None,
-    base_url: Annotated[str | None, typer.Option(help="openai: endpoint")] = None,
+    policy: PolicyOption = PolicyKind.EXPERT,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
 ) -> None:
     """Investigate a case and write the report page: one self-contained HTML file."""
     from thinkfl.serve.report import render_report, write_report
@@ -956,8 +967,8 @@ def report(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo store goes")] = Path("out/demo-store"),
-    policy: Annotated[PolicyKind, typer.Option(help="who investigates")] = PolicyKind.LOCAL,
-    model: Annotated[str, typer.Option(help="the local model")] = "qwen2.5-coder-0.5b",
+    policy: PolicyOption = PolicyKind.LOCAL,
+    model: Annotated[str, typer.Option(help="the local model")] = DEFAULT_MODEL,
 ) -> None:
     """From nothing to a localized failure: ingest the bundled incident, localize it."""
     sample = Path(__file__).parent / "data" / "demo-aiops2022"

@@ -4,12 +4,13 @@ from thinkfl.agent.expert import ExpertPolicy, ExpertSettings
 from thinkfl.agent.loop import Budget, run_case
 from thinkfl.agent.policy import Policy, Reply, Turn
 from thinkfl.agent.protocol import ToolCall, parse_tool_calls
-from thinkfl.agent.trajectory import Message, Step, Trajectory, load_jsonl, save_jsonl
+from thinkfl.agent.trajectory import Finish, Message, Step, Trajectory, load_jsonl, save_jsonl
 
 __all__ = [
     "Budget",
     "ExpertPolicy",
     "ExpertSettings",
+    "Finish",
     "Message",
     "Policy",
     "Reply",

@@ -26,7 +26,7 @@ from thinkfl.agent.protocol import (
     user_prompt,
 )
 from thinkfl.agent.seen import answer_from_steps
-from thinkfl.agent.trajectory import Message, Step, Trajectory
+from thinkfl.agent.trajectory import Finish, Message, Step, Trajectory
 from thinkfl.tools import TOOL_SPECS, Observation, Toolbox
 
 
@@ -206,12 +206,12 @@ class _Run:
         self.trajectory.messages.append(Message(role="user", content=text, is_observation=True))
 
     # --- the loop --------------------------------------------------------------------------
-    def out_of_budget(self) -> str | None:
+    def out_of_budget(self) -> Finish | None:
         t = self.trajectory
         if time.monotonic() - self.started > self.budget.wall_clock_s:
-            return "wall_clock"
+            return Finish.WALL_CLOCK
         if t.prompt_tokens + t.completion_tokens > self.budget.max_total_tokens:
-            return "tokens"
+            return Finish.TOKENS
         return None
 
     def call_tool(self, call: ToolCall) -> bool:
@@ -242,7 +242,7 @@ class _Run:
         self.depth += 1
         return False
 
-    def explore(self) -> str | None:
+    def explore(self) -> Finish | None:
         """Turns until a print, the depth budget or another limit; returns why it stopped."""
         while self.trajectory.turns < self.budget.hard_cap and self.depth < self.budget.max_depth:
             stop = self.out_of_budget()
@@ -255,12 +255,12 @@ class _Run:
                 continue
             for call in reply.tool_calls[: self.budget.max_calls_per_turn]:
                 if self.call_tool(call):
-                    return "printed"
+                    return Finish.PRINTED
                 if call.name == "print_results":
                     break  # a rethink nudge or an unusable print: let the model answer it
         return None
 
-    def force_print(self) -> str:
+    def force_print(self) -> Finish:
         self.forced = True
         seen = answer_from_steps(self.trajectory.steps, self.toolbox.case.entry_service)
         self.nudge(force_print_nudge(seen))
@@ -269,28 +269,28 @@ class _Run:
         if not reply.tool_calls:
             self.trajectory.replies_without_call += 1
         if prints and self.call_tool(prints[0]):
-            return "forced"
+            return Finish.FORCED
         if self.budget.fallback_answer:
             ranking = answer_from_steps(self.trajectory.steps, self.toolbox.case.entry_service)
             if ranking:
                 self.trajectory.ranking = ranking
-                return "fallback"
-        return "no_answer"
+                return Finish.FALLBACK
+        return Finish.NO_ANSWER
 
     def run(self) -> Trajectory:
         t = self.trajectory
         try:
             stop = self.explore()
-            t.finish = stop if stop == "printed" else self.force_print()
-            if stop in ("wall_clock", "tokens") and t.finish == "no_answer":
+            t.finish = stop if stop == Finish.PRINTED else self.force_print()
+            if stop in (Finish.WALL_CLOCK, Finish.TOKENS) and t.finish == Finish.NO_ANSWER:
                 t.finish = stop
         except _OutOfTime:
-            t.finish = "wall_clock"
+            t.finish = Finish.WALL_CLOCK
             if self.budget.fallback_answer:
                 t.ranking = answer_from_steps(t.steps, self.toolbox.case.entry_service)
         except Exception as error:  # a backend failure ends this case, not the evaluation
             t.error = f"{type(error).__name__}: {error}"
-            t.finish = "error"
+            t.finish = Finish.ERROR
         t.seconds = time.monotonic() - self.started
         return t
 

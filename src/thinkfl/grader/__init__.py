@@ -1,6 +1,6 @@
 """The grader: matching rules and the multi-factor reward terms (paper §3, with fixes)."""
 
-from thinkfl.grader.grader import STAGES, MultiFactorGrader, Score, Weights
+from thinkfl.grader.grader import STAGES, TERMS, MultiFactorGrader, Score, Term, Weights
 from thinkfl.grader.matching import MatchLevel, hits, rank_of_truth
 from thinkfl.grader.terms import (
     PathCache,
@@ -16,10 +16,12 @@ from thinkfl.grader.terms import (
 
 __all__ = [
     "STAGES",
+    "TERMS",
     "MatchLevel",
     "MultiFactorGrader",
     "PathCache",
     "Score",
+    "Term",
     "TermSettings",
     "Weights",
     "diversity",

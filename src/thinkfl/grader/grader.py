@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from pydantic import BaseModel, Field
 
 from thinkfl.agent.trajectory import Trajectory
@@ -40,6 +43,25 @@ class Score(BaseModel):
     breakdown: dict[str, float] = Field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Term:
+    """One graded term: its name (also its `Weights` field), sign and how it is computed."""
+
+    name: str
+    sign: float  # +1 a reward, -1 a penalty
+    compute: Callable[[MultiFactorGrader, Trajectory, GroundTruth, dict[str, Entity]], float]
+
+
+# Every term, declared once: the grader and the training reward functions iterate this.
+TERMS: tuple[Term, ...] = (
+    Term("recall", 1.0, lambda g, t, truth, e: recall(t, truth, e, g.settings)),
+    Term("route", 1.0, lambda g, t, truth, e: route(t, truth, e, g.settings)),
+    Term("hallucination", -1.0, lambda g, t, truth, _e: hallucination(t, truth, g.settings)),
+    Term("format", 1.0, lambda _g, t, _truth, _e: format_score(t)),
+    Term("diversity", 1.0, lambda g, t, truth, e: diversity(t, truth, e, g.cache, g.settings)),
+)
+
+
 class MultiFactorGrader:
     """Scores a trajectory against its ground truth; keeps the diversity path cache."""
 
@@ -53,18 +75,14 @@ class MultiFactorGrader:
     def __call__(
         self, trajectory: Trajectory, truth: GroundTruth, entities: dict[str, Entity]
     ) -> Score:
-        w, s = self.weights, self.settings
-        terms = {"recall": recall(trajectory, truth, entities, s)}
-        if w.route:
-            terms["route"] = route(trajectory, truth, entities, s)
-        if w.hallucination:
-            terms["hallucination"] = hallucination(trajectory, truth, s)
-        if w.format:
-            terms["format"] = format_score(trajectory)
-        if w.diversity:
-            terms["diversity"] = diversity(trajectory, truth, entities, self.cache, s)
+        # recall is always reported; the other terms only where their stage weighs them
+        terms = {
+            term.name: term.compute(self, trajectory, truth, entities)
+            for term in TERMS
+            if term.name == "recall" or getattr(self.weights, term.name)
+        }
+        signs = {term.name: term.sign for term in TERMS}
         total = sum(
-            (-1.0 if name == "hallucination" else 1.0) * getattr(w, name) * value
-            for name, value in terms.items()
+            signs[name] * getattr(self.weights, name) * value for name, value in terms.items()
         )
         return Score(total=round(total, 6), breakdown={k: round(v, 6) for k, v in terms.items()})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -24,8 +23,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from thinkfl.agent import Budget, Trajectory, run_case
+from thinkfl.agent import Budget, Finish, Trajectory, run_case
 from thinkfl.agent.policy import Policy
+from thinkfl.files import atomic_write
 from thinkfl.telemetry import FailureCase, TelemetryStore
 from thinkfl.tools import Toolbox
 
@@ -136,7 +136,7 @@ class Investigations:
             item.error = trajectory.error
             if self.render:  # the page shows the evidence as it was when the answer was given
                 self._write(self.page(item.id), self.render(store, item))
-            item.status = Status.FAILED if trajectory.finish == "error" else Status.DONE
+            item.status = Status.FAILED if trajectory.finish == Finish.ERROR else Status.DONE
         except Exception as error:  # one investigation's failure is reported, not fatal
             item.status, item.error = Status.FAILED, f"{type(error).__name__}: {error}"
         finally:
@@ -162,9 +162,7 @@ class Investigations:
 
     @staticmethod
     def _write(file: Path, text: str) -> None:
-        temporary = file.with_name(f".{file.name}.{uuid.uuid4().hex[:6]}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, file)
+        atomic_write(file, text)
 
     def wait(self, investigation_id: str, timeout_s: float = 60.0) -> Investigation:
         """Block until an investigation ends (for tests and the CLI)."""

@@ -18,6 +18,7 @@ import jinja2
 
 from thinkfl.agent import Trajectory
 from thinkfl.agent.explain import evidence_lines
+from thinkfl.files import atomic_write
 from thinkfl.telemetry import FailureCase, TelemetryStore
 from thinkfl.tools import Toolbox
 
@@ -163,7 +164,4 @@ def render_report(
 def write_report(html: str, out: Path) -> Path:
     """Write the page (temp file, then rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    temporary.write_text(html, encoding="utf-8")
-    temporary.replace(out)
-    return out
+    return atomic_write(out, html)

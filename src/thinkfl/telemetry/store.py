@@ -38,6 +38,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from thinkfl.files import atomic_write_json
 from thinkfl.telemetry.errors import StoreError
 from thinkfl.telemetry.model import (
     TABLE_SCHEMAS,
@@ -206,11 +207,7 @@ def sql_literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON next to `path` and rename it over, so readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
-    os.replace(temporary, path)
+write_json_atomic = atomic_write_json  # the name the store's callers use
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:

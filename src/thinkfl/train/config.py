@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from thinkfl.agent import Budget
+from thinkfl.agent.models import DEFAULT_MODEL
 from thinkfl.grader import STAGES, TermSettings, Weights
 
 
@@ -38,7 +39,7 @@ class Strict(BaseModel):
 class ModelSettings(Strict):
     """What is trained: a registry name (exported from its GGUF), or an HF model directory."""
 
-    base: str = Field("qwen2.5-coder-0.5b", description="registry name or HF model directory")
+    base: str = Field(DEFAULT_MODEL, description="registry name or HF model directory")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
         description="auto: bfloat16 where the hardware computes in it (CUDA, or a CPU with "

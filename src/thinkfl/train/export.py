@@ -11,7 +11,6 @@ is undone on import).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from thinkfl.files import atomic_path
 from thinkfl.train.config import TrainError
 
 _PREFIX = "base_model.model."
@@ -100,32 +100,28 @@ def export_lora_gguf(adapter: Path, out: Path) -> Path:
     adapter_config = json.loads((adapter / "adapter_config.json").read_text())
     layout = _layout(Path(adapter_config["base_model_name_or_path"]))
     tensors = load_file(str(adapter / "adapter_model.safetensors"))
-    partial = out.with_name(f".{out.name}.partial")
-    writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[layout.arch])
-    writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(adapter_config["lora_alpha"]))
-    for key in sorted(tensors):
-        if ".lora_A." not in key:
-            continue
-        module = key.removeprefix(_PREFIX).split(".lora_A.")[0]
-        target = layout.names.get_name(f"{module}.weight", try_suffixes=(".weight",))
-        if target is None:
-            raise TrainError(f"{adapter}: no llama.cpp tensor for module '{module}'")
-        lora_a = tensors[key].astype(np.float32)
-        lora_b = tensors[key.replace(".lora_A.", ".lora_B.")].astype(np.float32)
-        if heads := layout.rotary_heads(module):
-            lora_b = _permute_rows(lora_b, heads)
-        writer.add_tensor(f"{target}.lora_a", lora_a.astype(np.float16))
-        writer.add_tensor(f"{target}.lora_b", lora_b.astype(np.float16))
-    try:
+    with atomic_path(out) as partial:
+        writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[layout.arch])
+        writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(adapter_config["lora_alpha"]))
+        for key in sorted(tensors):
+            if ".lora_A." not in key:
+                continue
+            module = key.removeprefix(_PREFIX).split(".lora_A.")[0]
+            target = layout.names.get_name(f"{module}.weight", try_suffixes=(".weight",))
+            if target is None:
+                raise TrainError(f"{adapter}: no llama.cpp tensor for module '{module}'")
+            lora_a = tensors[key].astype(np.float32)
+            lora_b = tensors[key.replace(".lora_A.", ".lora_B.")].astype(np.float32)
+            if heads := layout.rotary_heads(module):
+                lora_b = _permute_rows(lora_b, heads)
+            writer.add_tensor(f"{target}.lora_a", lora_a.astype(np.float16))
+            writer.add_tensor(f"{target}.lora_b", lora_b.astype(np.float16))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
     return out
 
 
@@ -172,9 +168,8 @@ def import_lora_gguf(source: Path, base: Path, out: Path) -> Path:
     if len(ranks) != 1:
         raise TrainError(f"{source}: expected one LoRA rank over all tensors, found {ranks}")
     targets = sorted({key.split(".lora_")[0].rsplit(".", 1)[1] for key in tensors})
-    partial = out.with_name(f".{out.name}.partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_path(out) as partial:
+        partial.mkdir(parents=True)
         LoraConfig(
             r=ranks.pop(),
             lora_alpha=float(alpha.contents()),
@@ -184,7 +179,4 @@ def import_lora_gguf(source: Path, base: Path, out: Path) -> Path:
         ).save_pretrained(str(partial))
         save_file(tensors, str(partial / "adapter_model.safetensors"))
         shutil.rmtree(out, ignore_errors=True)
-        os.replace(partial, out)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return out

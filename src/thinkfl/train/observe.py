@@ -14,6 +14,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from thinkfl.files import atomic_path
+
 
 class RolloutLog:
     """Every rollout of a stage, one JSON line each, plus running stats for the next log row."""
@@ -71,9 +73,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as partial, partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    partial.replace(path)

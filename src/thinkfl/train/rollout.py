@@ -17,21 +17,19 @@ from thinkfl.agent import Budget, Trajectory, run_case, save_jsonl
 from thinkfl.agent.backends import TransformersPolicy, chat_messages, close_open_call
 from thinkfl.agent.policy import Policy, Reply, Turn
 from thinkfl.agent.protocol import CLOSE
-from thinkfl.grader import MatchLevel, MultiFactorGrader, Weights, rank_of_truth
+from thinkfl.grader import TERMS, MatchLevel, MultiFactorGrader, Weights, rank_of_truth
 from thinkfl.telemetry import Entity
 from thinkfl.train.data import Question
 from thinkfl.train.observe import RolloutLog
 from thinkfl.train.tokens import tokenize_conversation
-
-TERMS = ("recall", "route", "hallucination", "format", "diversity")
 
 
 def reward_functions(weights: Weights) -> tuple[list[Callable[..., list]], list[float]]:
     """One reward function per graded term, and TRL weights whose weighted sum is the grader's
     total (hallucination is a penalty: negative weight). TRL logs each term separately."""
     functions, trl_weights = [], []
-    for term in TERMS:
-        weight = getattr(weights, term)
+    for declared in TERMS:
+        term, weight = declared.name, getattr(weights, declared.name)
         if not weight:
             continue
 
@@ -42,7 +40,7 @@ def reward_functions(weights: Weights) -> tuple[list[Callable[..., list]], list[
 
         reward.__name__ = term
         functions.append(reward)
-        trl_weights.append(-weight if term == "hallucination" else weight)
+        trl_weights.append(declared.sign * weight)
     return functions, trl_weights
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from thinkfl.agent import (
     Budget,
     ExpertPolicy,
+    Finish,
     Message,
     Trajectory,
     load_jsonl,
@@ -19,6 +20,7 @@ from thinkfl.agent import (
     save_jsonl,
 )
 from thinkfl.agent.policy import Policy
+from thinkfl.files import atomic_path
 from thinkfl.grader import MatchLevel, rank_of_truth
 from thinkfl.train.config import SFTSettings, TrainConfig, TrainError
 from thinkfl.train.data import Question
@@ -41,7 +43,7 @@ def teacher(settings: SFTSettings) -> Policy:
 
 
 def solved(trajectory: Trajectory, question: Question, keep_rank: int) -> bool:
-    if trajectory.finish != "printed" or trajectory.truth is None:
+    if trajectory.finish != Finish.PRINTED or trajectory.truth is None:
         return False
     rank = rank_of_truth(
         trajectory.ranking, trajectory.truth, question.store.entities(), MatchLevel.STRICT
@@ -72,10 +74,8 @@ def collect_demonstrations(
             f"the {settings.teacher} teacher solved none of {len(questions)} training questions "
             f"within rank {settings.keep_rank}. Fix: raise sft.keep_rank or add data"
         )
-    partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)
-    save_jsonl(kept, partial)
-    partial.replace(path)
+    with atomic_path(path) as partial:
+        save_jsonl(kept, partial)
     return kept
 
 
