@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from thinkfl.agent import Budget, run_case, save_jsonl
-from thinkfl.agent.policies import make_policy
 from thinkfl.grader import MatchLevel, rank_of_truth
+from thinkfl.models.factory import make_policy
 from thinkfl.telemetry import TelemetryStore
 from thinkfl.tools import Toolbox
 

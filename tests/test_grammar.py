@@ -9,9 +9,9 @@ import pytest
 from storekit import build_store, fault
 from test_tools import LOGS, METRICS, SPANS
 from thinkfl.agent import ExpertPolicy, run_case
-from thinkfl.agent.backends import openai_tools
 from thinkfl.agent.grammar import call_grammar
 from thinkfl.agent.seen import shown_identifiers
+from thinkfl.models.backends import openai_tools
 from thinkfl.tools import TOOL_SPECS, Toolbox, ToolSpec
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from thinkfl.agent import Budget, run_case
-from thinkfl.agent.backends import EndpointError, LlamaCppPolicy, OpenAIPolicy
-from thinkfl.agent.models import REGISTRY, cached_path, is_cached
+from thinkfl.models.backends import EndpointError, LlamaCppPolicy, OpenAIPolicy
+from thinkfl.models.registry import REGISTRY, cached_path, is_cached
 from thinkfl.telemetry import TelemetryStore, ingest
 from thinkfl.tools import Toolbox
 
@@ -134,7 +134,7 @@ def test_gguf_exports_to_a_loadable_hf_directory(smollm2_hf):
 
 
 def test_transformers_policy_runs_a_case_end_to_end(smollm2_hf, demo_toolbox):
-    from thinkfl.agent.backends import TransformersPolicy
+    from thinkfl.models.backends import TransformersPolicy
 
     policy = TransformersPolicy.load(smollm2_hf)
     trajectory = run_case(

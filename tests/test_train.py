@@ -151,7 +151,7 @@ def test_mask_covers_exactly_what_the_model_wrote(smollm2_hf, sim_store):
     case = store.cases()[0]
     trajectory = run_case(Toolbox(store, case), ExpertPolicy())
     tokens = tokenize_conversation(tokenizer, trajectory.messages)
-    from thinkfl.agent.backends import chat_messages
+    from thinkfl.models.backends import chat_messages
 
     rendered = tokenizer.apply_chat_template(
         chat_messages(trajectory.messages, native_tools=False), tokenize=False

@@ -24,8 +24,15 @@ from typer.core import TyperGroup
 
 from thinkfl.agent import Budget, Step, Trajectory, run_case
 from thinkfl.agent.explain import evidence_lines
-from thinkfl.agent.models import DEFAULT_MODEL, REGISTRY, ModelError, cached_path, is_cached, pull
-from thinkfl.agent.policies import PolicyError, PolicyKind, make_policy
+from thinkfl.models.factory import PolicyError, PolicyKind, make_policy
+from thinkfl.models.registry import (
+    DEFAULT_MODEL,
+    REGISTRY,
+    ModelError,
+    cached_path,
+    is_cached,
+    pull,
+)
 from thinkfl.telemetry import (
     ADAPTERS,
     CaseRules,
@@ -559,7 +566,7 @@ def models_export_hf(
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "bfloat16",
 ) -> None:
     """Write a GGUF model as a Hugging Face directory (for --policy hf and training)."""
-    from thinkfl.agent.models import export_hf, resolve_gguf
+    from thinkfl.models.registry import export_hf, resolve_gguf
 
     try:
         gguf = _pull_with_progress(model) if model in REGISTRY else resolve_gguf(model)

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from thinkfl.agent import Budget, Trajectory, run_case
-from thinkfl.agent.policies import PolicyKind, make_policy
 from thinkfl.baselines import BASELINES
 from thinkfl.evaluate.metrics import CaseResult
 from thinkfl.files import atomic_write, atomic_write_json
 from thinkfl.grader import MatchLevel, rank_of_truth
+from thinkfl.models.factory import PolicyKind, make_policy
 from thinkfl.telemetry import FailureCase, TelemetryStore
 from thinkfl.tools import Toolbox
 

@@ -14,8 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from thinkfl.agent import Budget
-from thinkfl.agent.models import DEFAULT_MODEL
 from thinkfl.grader import STAGES, TermSettings, Weights
+from thinkfl.models.registry import DEFAULT_MODEL
 
 
 class TrainError(Exception):

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from thinkfl.agent import Budget, Trajectory, run_case, save_jsonl
-from thinkfl.agent.backends import TransformersPolicy, chat_messages, close_open_call
 from thinkfl.agent.policy import Policy, Reply, Turn
 from thinkfl.agent.protocol import CLOSE
 from thinkfl.grader import TERMS, MatchLevel, MultiFactorGrader, Weights, rank_of_truth
+from thinkfl.models.backends import TransformersPolicy, chat_messages, close_open_call
 from thinkfl.telemetry import Entity
 from thinkfl.train.data import Question
 from thinkfl.train.observe import RolloutLog

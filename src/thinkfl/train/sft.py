@@ -37,7 +37,7 @@ def teacher(settings: SFTSettings) -> Policy:
             "sft.teacher openai needs sft.teacher_model and sft.teacher_base_url "
             "(an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1)"
         )
-    from thinkfl.agent.backends import OpenAIPolicy
+    from thinkfl.models.backends import OpenAIPolicy
 
     return OpenAIPolicy(settings.teacher_base_url, settings.teacher_model)
 

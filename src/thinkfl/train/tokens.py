@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from thinkfl.agent.backends import chat_messages
 from thinkfl.agent.trajectory import Message
+from thinkfl.models.backends import chat_messages
 
 
 @dataclass

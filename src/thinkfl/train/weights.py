@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from thinkfl.agent.models import REGISTRY, ModelError, cache_dir, export_hf, pull, resolve_adapter
+from thinkfl.models.registry import (
+    REGISTRY,
+    ModelError,
+    cache_dir,
+    export_hf,
+    pull,
+    resolve_adapter,
+)
 from thinkfl.train.config import ModelSettings, TrainConfig, TrainError
 
 ADAPTER_DIR = "adapter"  # what a stage leaves for the next one: a PEFT adapter ...
@@ -88,7 +95,7 @@ def starting_weights(config: TrainConfig) -> Path | None:
                 "a PEFT adapter folder (RUN/<stage>/adapter), a GGUF LoRA file or a bundled name"
             )
         return path
-    from thinkfl.agent.models import ADAPTERS_DIR, BUNDLED_ADAPTERS
+    from thinkfl.models.registry import ADAPTERS_DIR, BUNDLED_ADAPTERS
     from thinkfl.train.export import import_lora_gguf
 
     bundled = {name.removesuffix(".gguf") for name in BUNDLED_ADAPTERS.values()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from thinkfl.agent.expert import ExpertPolicy
-from thinkfl.agent.models import DEFAULT_MODEL, resolve_adapter, resolve_gguf
 from thinkfl.agent.policy import Policy
+from thinkfl.models.registry import DEFAULT_MODEL, resolve_adapter, resolve_gguf
 
 
 class PolicyKind(StrEnum):
@@ -33,20 +33,20 @@ def make_policy(
     if kind == PolicyKind.EXPERT:
         return ExpertPolicy()
     if kind == PolicyKind.LOCAL:
-        from thinkfl.agent.backends import LlamaCppPolicy
+        from thinkfl.models.backends import LlamaCppPolicy
 
         lora = resolve_adapter(model, adapter)
         return LlamaCppPolicy(resolve_gguf(model or DEFAULT_MODEL), n_ctx=n_ctx, lora_path=lora)
     if kind == PolicyKind.HF:
         if not model:
             raise PolicyError("--policy hf needs --model PATH to a Hugging Face model directory")
-        from thinkfl.agent.backends import TransformersPolicy
+        from thinkfl.models.backends import TransformersPolicy
 
         return TransformersPolicy.load(model)
     if not base_url or not model:
         raise PolicyError(
             "--policy openai needs --base-url (e.g. http://127.0.0.1:8000/v1) and --model"
         )
-    from thinkfl.agent.backends import OpenAIPolicy
+    from thinkfl.models.backends import OpenAIPolicy
 
     return OpenAIPolicy(base_url, model, api_key=api_key, native_tools=native_tools)
