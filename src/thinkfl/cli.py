@@ -7,7 +7,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,14 +16,23 @@ import pydantic
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 from typer._click import exceptions as click_errors  # typer bundles its own click
+from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
 from thinkfl.agent import Budget, Step, Trajectory, run_case
 from thinkfl.agent.explain import evidence_lines
+from thinkfl.agent.policy import Policy
 from thinkfl.models.factory import PolicyError, PolicyKind, make_policy
 from thinkfl.models.registry import (
     DEFAULT_MODEL,
@@ -55,11 +64,19 @@ class _OneLineErrors(TyperGroup):
     file, field or argument and a fix), exit 1 for an internal error, with the traceback only
     under --debug (or THINKFL_DEBUG=1)."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(  # type: ignore[override]  # the same call, with standalone_mode taken over
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = {"args": args, "prog_name": prog_name, "complete_var": complete_var, **extra}
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(standalone_mode=False, **run)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(standalone_mode=False, **run)
         except click_errors.NoArgsIsHelpError as error:
             typer.echo(error.ctx.get_help())
             sys.exit(error.exit_code)
@@ -78,7 +95,7 @@ class _OneLineErrors(TyperGroup):
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
-    def invoke(self, ctx: typer.Context) -> object:
+    def invoke(self, ctx: ClickContext) -> object:
         try:
             return super().invoke(ctx)
         except (click_errors.ClickException, typer.Exit, typer.Abort):
@@ -114,7 +131,7 @@ def _os_error_line(error: OSError) -> str:
     return f"{where}: {error.strerror or error}. Fix: {fixes.get(code, 'check the path')}"
 
 
-def _debugging(ctx: typer.Context) -> bool:
+def _debugging(ctx: ClickContext) -> bool:
     root = ctx.find_root()
     return bool((root.obj or {}).get("debug")) or os.environ.get("THINKFL_DEBUG") == "1"
 
@@ -132,6 +149,11 @@ console = Console(width=None if sys.stdout.isatty() else 140, emoji=False)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 140, emoji=False)
 
 FORMATS_HELP = "; ".join(f"{name}: {adapter.description}" for name, adapter in ADAPTERS.items())
+
+
+def _advance(progress: Progress, task: TaskID) -> Callable[[object], None]:
+    """A callback that advances one task of a progress bar by one."""
+    return lambda _done: progress.update(task, advance=1)
 
 
 def _counting_progress(label: str) -> Progress:
@@ -375,7 +397,7 @@ def cases(
                 listed = TelemetryStore.open(store).cases()
             _show_cases(store, listed, missed, as_json)
             return
-        overrides = {
+        overrides: dict[str, Any] = {
             k: v
             for k, v in {
                 "latency_factor": latency_factor,
@@ -397,11 +419,11 @@ def cases(
     _show_cases(store, listed, missed, as_json)
 
 
-def _known(values: dict[str, float | None]) -> dict[str, float]:
+def _known(values: dict[str, float | None]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _show_cases(store: Path, listed: list, missed: list[str], as_json: bool) -> None:
+def _show_cases(store: Path, listed: list[Any], missed: list[str], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps([c.model_dump(mode="json") for c in listed], indent=1) + "\n")
         return
@@ -587,7 +609,7 @@ def _show_step(step: Step) -> None:
         console.print(f"    [dim]… {len(lines) - 8} more lines[/]")
 
 
-def _show_answer(trajectory: Trajectory, known: dict) -> None:
+def _show_answer(trajectory: Trajectory, known: dict[str, Any]) -> None:
     table = Table(
         title=f"root causes ({trajectory.finish}, {len(trajectory.explored)} tool calls, "
         f"{trajectory.seconds:.1f} s)",
@@ -766,7 +788,7 @@ def evaluate_command(
                     selected,
                     Budget(max_depth=max_depth),
                     workers,
-                    on_case=lambda _t, task=task, bar=progress: bar.update(task, advance=1),
+                    on_case=_advance(progress, task),
                     **options,
                 )
             results += case_results(method, trajectories, store)
@@ -814,7 +836,7 @@ def _run_stage_with_progress(config: TrainConfig) -> StageResult:
 class _RunByDefault(TyperGroup):
     """`thinkfl train CONFIG...` means `thinkfl train run CONFIG...` (the common case)."""
 
-    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: ClickContext, args: list[str]) -> Any:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["run", *args]
         return super().resolve_command(ctx, args)
@@ -924,7 +946,7 @@ def serve(
         None if policy == PolicyKind.EXPERT else make_policy(policy, model, base_url, None, False)
     )
 
-    def investigator() -> object:
+    def investigator() -> Policy:
         # the expert keeps per-case state: one per investigation; model backends are shared
         return shared if shared is not None else make_policy(PolicyKind.EXPERT)
 
@@ -982,9 +1004,10 @@ def demo(
     console.print(f"[bold]ThinkFL demo[/]: ingesting the bundled synthetic incident {sample.name}")
     ingest("aiops2022", sample, out, force=True, max_bad_rows=0, invalid_rows=InvalidRows.FAIL)
     failure = TelemetryStore.open(out).cases()[0]
+    truth = failure.truth
     console.print(
-        f"labelled root cause (hidden from the investigator): "
-        f"{failure.truth.level.value} {failure.truth.entity}"
+        "labelled root cause (hidden from the investigator): "
+        + (f"{truth.level.value} {truth.entity}" if truth else "none")
     )
     localize(
         out, failure.case_id, policy=policy, model=model if policy == PolicyKind.LOCAL else None

@@ -21,6 +21,8 @@ Version 2 follows the evidence the tools show (docs/evidence.md):
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from thinkfl.agent.policy import Reply, Turn
@@ -66,7 +68,7 @@ class ExpertPolicy:
         )
 
     # --- exploring -----------------------------------------------------------------------
-    def _path(self, entry: str, steps: list[Step]) -> list[dict]:
+    def _path(self, entry: str, steps: list[Step]) -> list[dict[str, Any]]:
         """The spans descended so far, root first, as rows {span_id, service, pod, ...}.
 
         At each span: the evidence rule (module doc) when a child shows evidence; else the
@@ -80,7 +82,7 @@ class ExpertPolicy:
             for s in steps
             if s.tool == "search_traces" and "parent" in s.data
         }
-        path: list[dict] = []
+        path: list[dict[str, Any]] = []
         current = entry
         walked: set[str] = set()  # parent links may loop (a span its own child, A -> B -> A)
         while current in by_parent and current not in walked:
@@ -88,7 +90,7 @@ class ExpertPolicy:
             guided = self._by_evidence(by_parent[current])
             if guided == "here":
                 break  # the current span's own component carries the strongest evidence
-            if guided is not None:
+            if isinstance(guided, tuple):
                 chosen, deeper = guided
                 path.append(chosen)
                 if not deeper or not chosen.get("below_span"):
@@ -115,7 +117,7 @@ class ExpertPolicy:
             current = chosen["span_id"]
         return path
 
-    def _by_evidence(self, data: dict) -> tuple[dict, bool] | str | None:
+    def _by_evidence(self, data: dict[str, Any]) -> tuple[dict[str, Any], bool] | str | None:
         """The child carrying the strongest evidence (its own or below it) and whether the
         evidence lies deeper; "here" when the span's own component is stronger than all of
         its children; None when no evidence shows at all (the slow-path rule applies)."""
@@ -129,7 +131,7 @@ class ExpertPolicy:
             return "here"
         return best, best["below"] > best["here"]
 
-    def _candidates(self, data: dict) -> list[dict]:
+    def _candidates(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         """Failing children first; else children carrying most of the parent's excess latency.
 
         Excess = duration - normal duration of the same (service, operation); without a
@@ -147,17 +149,19 @@ class ExpertPolicy:
         floor = self.settings.explain_share * max(parent_excess, 0.0)
         return [r for r in rows if excess(r["duration_us"], r.get("normal_us")) >= max(floor, 1.0)]
 
-    def _next_span(self, entry: str, path: list[dict], steps: list[Step]) -> str | None:
+    def _next_span(self, entry: str, path: list[dict[str, Any]], steps: list[Step]) -> str | None:
         searched = {s.data.get("parent") for s in steps if s.tool == "search_traces"}
         if len(searched) >= self.settings.max_trace_calls:
             return None
         if entry not in searched:
             return entry
         if path and path[-1]["span_id"] not in searched:
-            return path[-1]["span_id"]
+            return str(path[-1]["span_id"])
         return None
 
-    def _suspects(self, path: list[dict], steps: list[Step], entry_service: str) -> list[str]:
+    def _suspects(
+        self, path: list[dict[str, Any]], steps: list[Step], entry_service: str
+    ) -> list[str]:
         """Services with evidence, strongest first; then those on the descended path,
         deepest first; then the entry service and the callees of the entry, most slowed
         (ratio to normal) first, so that an entry whose excess no single call explains
@@ -181,7 +185,9 @@ class ExpertPolicy:
                 services.append(row["service"])
         return services
 
-    def _next_check(self, path: list[dict], steps: list[Step], turn: Turn) -> Reply | None:
+    def _next_check(
+        self, path: list[dict[str, Any]], steps: list[Step], turn: Turn
+    ) -> Reply | None:
         done = {(s.tool, s.arguments.get("service_name")) for s in steps}
         when = turn.case.entry_start.isoformat()
         suspects = self._suspects(path, steps, turn.case.entry_service)
@@ -193,7 +199,7 @@ class ExpertPolicy:
 
     # --- ranking -------------------------------------------------------------------------
     def _ranking(
-        self, path: list[dict], steps: list[Step], entry_service: str
+        self, path: list[dict[str, Any]], steps: list[Step], entry_service: str
     ) -> list[dict[str, str]]:
         suspects = self._suspects(path, steps, entry_service)
         seen = evidence_seen(steps)
@@ -235,7 +241,7 @@ class ExpertPolicy:
         return self._filled_from_path(result, path)
 
     def _filled_from_path(
-        self, result: list[dict[str, str]], path: list[dict]
+        self, result: list[dict[str, str]], path: list[dict[str, Any]]
     ) -> list[dict[str, str]]:
         """Up to `min_candidates`: the pods and nodes of the descended path."""
         for row in path:
@@ -246,7 +252,7 @@ class ExpertPolicy:
                     result.append({key: row[key]})
         return result
 
-    def _lone_pod(self, fluctuating: list, covered: list) -> dict[str, str] | None:
+    def _lone_pod(self, fluctuating: list[Any], covered: list[Any]) -> dict[str, str] | None:
         """The one pod, among two or more of a service, whose metrics stand out (z >= 5)."""
         pods = [name for name, level in covered if level == "pod"]
         standing = {e for e, _m, z, level in fluctuating if level == "pod" and z >= 5}
@@ -254,7 +260,7 @@ class ExpertPolicy:
             return {"pod": standing.pop()}
         return None
 
-    def _components(self, fluctuating: list) -> list[dict[str, str]]:
+    def _components(self, fluctuating: list[Any]) -> list[dict[str, str]]:
         """Pods or nodes (not the service itself) whose metrics stand out, strongest first."""
         found: list[dict[str, str]] = []
         for entity, _metric, z, level in fluctuating:

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -116,7 +117,7 @@ class _Run:
         self.started = time.monotonic()
 
     # --- talking to the policy -------------------------------------------------------------
-    def ask(self, tools: list) -> Reply:
+    def ask(self, tools: list[Any]) -> Reply:
         t = self.trajectory
         turn = Turn(
             case=self.toolbox.case,

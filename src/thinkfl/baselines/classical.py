@@ -8,6 +8,7 @@ pod when its service has several pods, else the service; nodes as nodes.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import networkx as nx
 
@@ -91,23 +92,24 @@ WHERE o.start >= ?
 """
 
 
-def _window_spans(store: TelemetryStore, case: FailureCase) -> list[dict]:
+def _window_spans(store: TelemetryStore, case: FailureCase) -> list[dict[str, Any]]:
     """Spans of the anomalous window with their exclusive time (duration minus children) and
     the normal exclusive time of their (service, operation) from the normal period."""
     normal_start = case.inject_time - timedelta(seconds=NORMAL_S)
     bounds = [normal_start, case.window_end]
-    return store.query(
+    rows: list[dict[str, Any]] = store.query(
         _SPANS_WITH_NORMAL, [*bounds, *bounds, case.inject_time, case.inject_time]
     ).to_pylist()
+    return rows
 
 
-def _is_anomalous(span: dict, factor: float = 3.0) -> bool:
+def _is_anomalous(span: dict[str, Any], factor: float = 3.0) -> bool:
     """Failing, or spending far more time *itself* than normal (latency inherited from callees
     does not count: it would blame every caller up the tree)."""
-    return span["status"] == "error" or span["own_us"] > factor * max(span["normal_us"], 1000)
+    return bool(span["status"] == "error" or span["own_us"] > factor * max(span["normal_us"], 1000))
 
 
-def _place_of_span(store: TelemetryStore, span: dict) -> tuple[str, str]:
+def _place_of_span(store: TelemetryStore, span: dict[str, Any]) -> tuple[str, str]:
     return store.place(span["service"], span["pod"])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -49,12 +50,12 @@ def _cost(results: list[CaseResult]) -> dict[str, float]:
     }
 
 
-def summarize(results: list[CaseResult]) -> dict[str, dict]:
+def summarize(results: list[CaseResult]) -> dict[str, dict[str, Any]]:
     """Per method: overall strict and service-level accuracy, per fault type and per level."""
     by_method: dict[str, list[CaseResult]] = defaultdict(list)
     for result in results:
         by_method[result.method].append(result)
-    summary: dict[str, dict] = {}
+    summary: dict[str, dict[str, Any]] = {}
     for method, rows in by_method.items():
         groups: dict[str, dict[str, list[CaseResult]]] = {"fault_type": {}, "level": {}}
         for row in rows:
@@ -79,7 +80,7 @@ def summarize(results: list[CaseResult]) -> dict[str, dict]:
     return summary
 
 
-def markdown(summary: dict[str, dict], title: str) -> str:
+def markdown(summary: dict[str, dict[str, Any]], title: str) -> str:
     """The summary as Markdown tables, one row per method."""
     lines = [
         f"# {title}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt
 from thinkfl.evaluate.metrics import KS, CaseResult
 
 
-def recall_curves(summary: dict[str, dict], path: Path, title: str) -> Path:
+def recall_curves(summary: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
     figure, axis = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for method, s in summary.items():
         axis.plot(KS, [s["strict"][f"R@{k}"] for k in KS], marker="o", label=method)

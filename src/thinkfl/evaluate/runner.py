@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
-from thinkfl.agent import Budget, Trajectory, run_case
+from thinkfl.agent import Budget, Finish, Trajectory, run_case
 from thinkfl.baselines import BASELINES
 from thinkfl.evaluate.metrics import CaseResult
 from thinkfl.files import atomic_write, atomic_write_json
@@ -34,7 +35,7 @@ def method_names() -> list[str]:
 
 
 def make_runner(
-    method: str, store: TelemetryStore, budget: Budget, **policy_options: object
+    method: str, store: TelemetryStore, budget: Budget, **policy_options: Any
 ) -> tuple[CaseRunner, bool]:
     """A function that runs one case with `method`, and whether it may run cases in parallel."""
     if method in BASELINES:
@@ -48,7 +49,7 @@ def make_runner(
                 policy=method,
                 truth=case.truth,
                 ranking=ranking,
-                finish="printed",
+                finish=Finish.PRINTED,
                 seconds=time.monotonic() - began,
             )
 
@@ -89,7 +90,7 @@ def run_method(
     budget: Budget,
     workers: int = 4,
     on_case: Callable[[Trajectory], None] = lambda _t: None,
-    **policy_options: object,
+    **policy_options: Any,
 ) -> list[Trajectory]:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{method}.jsonl"

@@ -105,11 +105,11 @@ def _attributed_to_callees(
         if item.kind != EvidenceKind.LOG_RISE:
             result.append(item)
             continue
-        caller = _service_of((item.level, item.entity), entities)
+        speaker = _service_of((item.level, item.entity), entities)
         named = [
             callee
-            for callee in callees.get(caller, ())
-            if callee != caller and _names(callee, f"{item.subject} {item.example}")
+            for callee in callees.get(speaker, set())
+            if callee != speaker and _names(callee, f"{item.subject} {item.example}")
         ]
         if len(named) == 1:
             item = item.model_copy(
@@ -207,8 +207,8 @@ def _lifted(
         found = [pod_scores[p] for p in pods if p in pod_scores]
         if len(pods) >= 2 and len(found) == len(pods):
             lifted.append(_merged(Level.SERVICE.value, service, found, settings))
-    for node, pods in on_node.items():
-        found = [pod_scores[p.name] for p in pods if p.name in pod_scores]
+    for node, residents in on_node.items():
+        found = [pod_scores[p.name] for p in residents if p.name in pod_scores]
         services = {entities[s.entity].service for s in found}
         node_score = own.get((Level.NODE.value, node))
         if len(services) >= settings.node_min_pods and node_score is not None:

@@ -17,6 +17,7 @@ import hashlib
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -60,9 +61,9 @@ def _miner(settings: LogSettings) -> TemplateMiner:
     return TemplateMiner(config=config)
 
 
-def _mine(keys: list[dict], settings: LogSettings) -> dict[tuple[str, str], str]:
+def _mine(keys: list[dict[str, Any]], settings: LogSettings) -> dict[tuple[str, str], str]:
     """(service, key) -> template: code locations kept, masked messages mined per service."""
-    by_service: dict[str, list[dict]] = defaultdict(list)
+    by_service: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in keys:
         by_service[row["service"]].append(row)
     result: dict[tuple[str, str], str] = {}
@@ -147,7 +148,7 @@ def log_evidence(
             GROUP BY service, pod, template_id"""
     ).to_pylist()
     # Components as the tools name them: pods of one service merge when it has one replica.
-    grouped: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    grouped: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict[str, Any])
     for row in rows:
         place = store.place(row["service"], row["pod"])
         slot = grouped[place].setdefault(
@@ -164,7 +165,9 @@ def log_evidence(
     return items
 
 
-def _shifts(level: str, name: str, rows: list[dict], s: LogSettings) -> list[EvidenceItem]:
+def _shifts(
+    level: str, name: str, rows: list[dict[str, Any]], s: LogSettings
+) -> list[EvidenceItem]:
     total_normal = sum(r["normal"] for r in rows)
     total_now = sum(r["now"] for r in rows)
     if total_normal < s.min_baseline_logs or total_now == 0:

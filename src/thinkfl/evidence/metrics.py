@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 from thinkfl.evidence.model import EvidenceItem, EvidenceKind
 from thinkfl.evidence.periods import EXCLUDED, Periods
@@ -79,7 +80,9 @@ def metric_evidence(
     return items
 
 
-def _placed(store: TelemetryStore, entities: dict, level: str, name: str) -> tuple[str, str]:
+def _placed(
+    store: TelemetryStore, entities: dict[str, Any], level: str, name: str
+) -> tuple[str, str]:
     if level == Level.POD:
         entity = entities.get(name)
         if entity is not None and entity.service:
@@ -87,7 +90,9 @@ def _placed(store: TelemetryStore, entities: dict, level: str, name: str) -> tup
     return level, name
 
 
-def _saturation(level: str, name: str, row: dict, s: MetricSettings) -> EvidenceItem | None:
+def _saturation(
+    level: str, name: str, row: dict[str, Any], s: MetricSettings
+) -> EvidenceItem | None:
     limit = _limit(row["metric"], max(row["normal_hi"], row["hi"]))
     peak, centre = row["hi"] / limit, row["centre"] / limit
     if peak < s.saturation_level or centre >= s.saturation_normal_max:
@@ -110,7 +115,9 @@ def _limit(metric: str, largest: float) -> float:
     return 100.0 if PERCENT.search(metric) or largest > 1.0 else 1.0
 
 
-def _deviation(level: str, name: str, row: dict, s: MetricSettings) -> EvidenceItem | None:
+def _deviation(
+    level: str, name: str, row: dict[str, Any], s: MetricSettings
+) -> EvidenceItem | None:
     centre = row["centre"]
     spread = max(1.4826 * (row["mad"] or 0.0), s.relative_spread_floor * abs(centre), 1e-9)
     extreme = row["hi"] if abs(row["hi"] - centre) >= abs(row["lo"] - centre) else row["lo"]

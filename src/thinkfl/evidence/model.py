@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -88,7 +89,7 @@ class Evidence(BaseModel):
                 return score
         return None
 
-    def of_service(self, service: str, entities: dict) -> list[EntityScore]:
+    def of_service(self, service: str, entities: dict[str, Any]) -> list[EntityScore]:
         """Scores of a service and of its pods (entities maps a name to its Entity)."""
         found = []
         for score in self.scores:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from scipy.stats import binom
 
@@ -110,7 +111,7 @@ def trace_evidence(
             GROUP BY f.service, f.pod, f.operation"""
     ).to_pylist()
     items: list[EvidenceItem] = []
-    errors: dict[tuple[str, str], list[int | list]] = {}
+    errors: dict[tuple[str, str], list[Any]] = {}  # err/n now, err/n normal, example spans
     for row in rows:
         level, name = store.place(row["service"], row["pod"])
         items.extend(_latency_items(level, name, row, settings))
@@ -127,7 +128,9 @@ def trace_evidence(
     return items
 
 
-def _latency_items(level: str, name: str, row: dict, s: TraceSettings) -> list[EvidenceItem]:
+def _latency_items(
+    level: str, name: str, row: dict[str, Any], s: TraceSettings
+) -> list[EvidenceItem]:
     """Self-time and incoming gap: the window median against `factor` x the normal p95, or,
     for a fault that hits only some calls (retries after packet loss, a slow disk now and
     then), the share of calls beyond that bound against `tail_min_share`."""
@@ -188,7 +191,7 @@ def _error_item(
     n_now: int,
     err_normal: int,
     n_normal: int,
-    spans: list,
+    spans: list[Any],
     s: TraceSettings,
 ) -> EvidenceItem | None:
     if err_now < s.error_min_count or n_now == 0:

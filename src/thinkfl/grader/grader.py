@@ -52,16 +52,6 @@ class Term:
     compute: Callable[[MultiFactorGrader, Trajectory, GroundTruth, dict[str, Entity]], float]
 
 
-# Every term, declared once: the grader and the training reward functions iterate this.
-TERMS: tuple[Term, ...] = (
-    Term("recall", 1.0, lambda g, t, truth, e: recall(t, truth, e, g.settings)),
-    Term("route", 1.0, lambda g, t, truth, e: route(t, truth, e, g.settings)),
-    Term("hallucination", -1.0, lambda g, t, truth, _e: hallucination(t, truth, g.settings)),
-    Term("format", 1.0, lambda _g, t, _truth, _e: format_score(t)),
-    Term("diversity", 1.0, lambda g, t, truth, e: diversity(t, truth, e, g.cache, g.settings)),
-)
-
-
 class MultiFactorGrader:
     """Scores a trajectory against its ground truth; keeps the diversity path cache."""
 
@@ -86,3 +76,13 @@ class MultiFactorGrader:
             signs[name] * getattr(self.weights, name) * value for name, value in terms.items()
         )
         return Score(total=round(total, 6), breakdown={k: round(v, 6) for k, v in terms.items()})
+
+
+# Every term, declared once: the grader and the training reward functions iterate this.
+TERMS: tuple[Term, ...] = (
+    Term("recall", 1.0, lambda g, t, truth, e: recall(t, truth, e, g.settings)),
+    Term("route", 1.0, lambda g, t, truth, e: route(t, truth, e, g.settings)),
+    Term("hallucination", -1.0, lambda g, t, truth, _e: hallucination(t, truth, g.settings)),
+    Term("format", 1.0, lambda _g, t, _truth, _e: format_score(t)),
+    Term("diversity", 1.0, lambda g, t, truth, e: diversity(t, truth, e, g.cache, g.settings)),
+)

@@ -25,16 +25,15 @@ from thinkfl.tools import ToolSpec
 
 def chat_messages(messages: list[Message], native_tools: bool) -> list[dict[str, Any]]:
     """Messages as chat APIs take them. Without native tools, tool output is a user turn."""
-    rendered = []
+    rendered: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "tool" and native_tools:
             rendered.append(
                 {"role": "tool", "content": message.content, "tool_call_id": message.tool_call_id}
             )
         elif message.tool_calls and native_tools:
-            rendered.append(
-                {"role": "assistant", "content": message.content, "tool_calls": message.tool_calls}
-            )
+            call: dict[str, Any] = {"role": "assistant", "content": message.content}
+            rendered.append({**call, "tool_calls": message.tool_calls})
         else:
             role = "user" if message.role == "tool" else message.role
             rendered.append({"role": role, "content": message.content})
@@ -197,7 +196,8 @@ class OpenAIPolicy:
             try:
                 response = self._client.post(url, json=payload)
                 if response.status_code < 400:
-                    return response.json()
+                    answer: dict[str, Any] = response.json()
+                    return answer
                 last = f"HTTP {response.status_code}: {response.text[:300]}"
                 if response.status_code != 429 and response.status_code < 500:
                     break  # a client error will not get better by retrying

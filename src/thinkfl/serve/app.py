@@ -18,7 +18,7 @@ import logging
 import secrets
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -39,14 +39,20 @@ from thinkfl.agent import Budget
 from thinkfl.agent.policy import Policy
 from thinkfl.serve import otlp
 from thinkfl.serve.alerts import AlertmanagerPayload, case_of
-from thinkfl.serve.investigations import Investigations, QueueFull, Status, post_result
+from thinkfl.serve.investigations import (
+    Investigation,
+    Investigations,
+    QueueFull,
+    Status,
+    post_result,
+)
 from thinkfl.serve.report import render_report
 from thinkfl.telemetry import TelemetryError, TelemetryStore
 from thinkfl.telemetry.incidents import case_at
 from thinkfl.telemetry.live import LiveStore
 
 log = logging.getLogger("thinkfl.serve")
-RESPONSES = {
+RESPONSES: dict[str, tuple[Any, str, str, str]] = {
     "traces": (ExportTraceServiceResponse, "rejected_spans", "rejectedSpans", "spans"),
     "metrics": (
         ExportMetricsServiceResponse,
@@ -88,16 +94,24 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
     """The server over one store; `make_policy` gives each investigation its investigator."""
     live = LiveStore(settings.store)
     cases_lock = threading.Lock()
+
+    def notify(item: Investigation) -> None:
+        if settings.result_webhook:
+            post_result(settings.result_webhook, item)
+
+    def page_of(store: TelemetryStore, item: Investigation) -> str:
+        if item.trajectory is None:
+            raise ValueError(f"investigation {item.id} has no trajectory to show")
+        return render_report(store, item.case, item.trajectory)
+
     investigations = Investigations(
         settings.store,
         make_policy,
         workers=settings.workers,
         queue_size=settings.queue_size,
         budget=settings.budget,
-        on_done=(lambda item: post_result(settings.result_webhook, item))
-        if settings.result_webhook
-        else None,
-        render=lambda store, item: render_report(store, item.case, item.trajectory),
+        on_done=notify if settings.result_webhook else None,
+        render=page_of,
     )
     stop = threading.Event()
 
@@ -108,7 +122,7 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
                 log.info("retention: dropped %d batches", len(dropped))
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=retention_loop, daemon=True, name="retention").start()
         yield
         stop.set()
@@ -139,7 +153,8 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
             return _problem(
                 413, f"body of {length} bytes: the limit is {settings.max_body_bytes} bytes"
             )
-        return await call_next(request)
+        response: Response = await call_next(request)
+        return response
 
     async def body_of(request: Request) -> bytes:
         chunks, size = [], 0

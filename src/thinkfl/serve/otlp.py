@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -48,7 +49,7 @@ def decode(signal: str, content_type: str, body: bytes) -> dict[str, Any]:
             message.ParseFromString(body)
         except (DecodeError, ValueError) as error:
             raise RequestError(f"body: not a valid {message_type.__name__} ({error})") from None
-        request = MessageToDict(message)
+        request: dict[str, Any] = MessageToDict(message)
         _ids_to_hex(request, resources, scopes, records)
     elif kind == JSON:
         try:
@@ -85,7 +86,9 @@ def rows(signal: str, request: dict[str, Any]) -> tuple[dict[str, pa.Table], lis
     return tables, list(left_out.values())
 
 
-def _records(request: dict[str, Any], resources: str, scopes: str, records: str):
+def _records(
+    request: dict[str, Any], resources: str, scopes: str, records: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
     for r, resource in enumerate(request.get(resources) or []):
         if not isinstance(resource, dict):
             continue

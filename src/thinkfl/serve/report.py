@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -74,7 +75,7 @@ def _tree(box: Toolbox, trajectory: Trajectory) -> tuple[Hop | None, int]:
     total_us = max(root["duration_us"], 1)
     drawn = 0
 
-    def hop(span: dict, depth: int, seen: set[str]) -> Hop:
+    def hop(span: dict[str, Any], depth: int, seen: set[str]) -> Hop:
         nonlocal drawn
         drawn += 1
         level, name = box.store.place(span["service"], span.get("pod"))

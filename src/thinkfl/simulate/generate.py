@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
@@ -95,14 +96,14 @@ class _Slot:
         rng: random.Random,
         t0: float,
         fault: ActiveFault,
-        base: dict,
+        base: dict[str, Any],
         slow_service: str | None,
     ) -> None:
         self.system, self.settings, self.rng, self.t0, self.fault = system, settings, rng, t0, fault
         self.base, self.slow_service = base, slow_service
-        self.spans: list[dict] = []
-        self.logs: list[dict] = []
-        self.metrics: list[dict] = []
+        self.spans: list[dict[str, Any]] = []
+        self.logs: list[dict[str, Any]] = []
+        self.metrics: list[dict[str, Any]] = []
         self.budget = 0
         self.herrings: list[tuple[str, str, float, float, float]] = []
 

@@ -16,6 +16,7 @@ The labels are never used to choose the entry span (that would leak the answer).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
@@ -91,7 +92,7 @@ CROSS JOIN fallback f
 
 def scored_entries(
     store: TelemetryStore, windows: list[Window], rules: CaseRules
-) -> dict[str, list[dict]]:
+) -> dict[str, list[dict[str, Any]]]:
     """Entry spans in each window with their latency ratio (against the baseline of its
     operation outside every window), by window key."""
     con = store.con
@@ -101,7 +102,7 @@ def scored_entries(
         scored = rows.to_arrow_table().to_pylist()
     finally:
         con.unregister("fault_windows")
-    by_fault: dict[str, list[dict]] = {}
+    by_fault: dict[str, list[dict[str, Any]]] = {}
     for row in scored:
         by_fault.setdefault(row["fault_id"], []).append(row)
     return by_fault
@@ -125,11 +126,11 @@ def extract_cases(store: TelemetryStore, rules: CaseRules | None = None) -> Case
     return CaseExtraction(cases=cases, faults_without_traffic=without)
 
 
-def is_anomalous(row: dict, rules: CaseRules) -> bool:
-    return row["status"] == SpanStatus.ERROR or row["ratio"] >= rules.latency_factor
+def is_anomalous(row: dict[str, Any], rules: CaseRules) -> bool:
+    return bool(row["status"] == SpanStatus.ERROR or row["ratio"] >= rules.latency_factor)
 
 
-def _case_from(fault: Fault, candidates: list[dict], rules: CaseRules) -> FailureCase:
+def _case_from(fault: Fault, candidates: list[dict[str, Any]], rules: CaseRules) -> FailureCase:
     return case_from_entries(
         fault.fault_id,
         fault.truth,
@@ -148,7 +149,7 @@ def case_from_entries(
     truth: GroundTruth | None,
     inject_time: datetime,
     window: tuple[datetime, datetime],
-    candidates: list[dict],
+    candidates: list[dict[str, Any]],
     rules: CaseRules,
 ) -> FailureCase:
     """The case that starts from the most anomalous of `candidates` (scored entry spans)."""

@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -154,7 +155,7 @@ def export_nezha(store: TelemetryStore, out: Path) -> Path:
             _flatten_partitions(root / "trace", "trace")
             _flatten_partitions(root / "log", "log")
             _nezha_metrics(con, root / "metric", day)
-            faults: dict[str, list[dict]] = {}
+            faults: dict[str, list[dict[str, Any]]] = {}
             for fault in store.faults():
                 if f"{fault.time:%Y-%m-%d}" != day:
                     continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -72,9 +73,10 @@ CROSS JOIN overall o
 
 def _scored(
     store: TelemetryStore, rules: IncidentRules, where: str = "", params: Sequence[object] = ()
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     sql = f"SELECT * FROM ({_SCORED}) {where} ORDER BY start, span_id"
-    return store.query(sql, [rules.min_baseline_spans, *params]).to_pylist()
+    rows: list[dict[str, Any]] = store.query(sql, [rules.min_baseline_spans, *params]).to_pylist()
+    return rows
 
 
 def detect_incidents(store: TelemetryStore, rules: IncidentRules | None = None) -> Detection:
@@ -82,7 +84,7 @@ def detect_incidents(store: TelemetryStore, rules: IncidentRules | None = None) 
     rules = rules or IncidentRules()
     case_rules = rules.case_rules()
     anomalous = [row for row in _scored(store, rules) if is_anomalous(row, case_rules)]
-    groups: list[list[dict]] = []
+    groups: list[list[dict[str, Any]]] = []
     for row in anomalous:
         if groups and (row["start"] - groups[-1][-1]["start"]).total_seconds() <= rules.merge_gap_s:
             groups[-1].append(row)
@@ -107,7 +109,7 @@ def detect_incidents(store: TelemetryStore, rules: IncidentRules | None = None) 
             group,
             case_rules,
         )
-        update = {"anomalous_traces": len(group)}
+        update: dict[str, Any] = {"anomalous_traces": len(group)}
         if fault is not None:
             update["fault_id"] = fault.fault_id
         incidents.append(case.model_copy(update=update))
@@ -153,7 +155,7 @@ def case_at(
     rules = rules or IncidentRules()
     start = when - timedelta(seconds=rules.before_s)
     end = when + timedelta(seconds=rules.after_s)
-    where, params = "WHERE start BETWEEN ? AND ?", [start, end]
+    where, params = "WHERE start BETWEEN ? AND ?", list[Any]([start, end])
     if service:
         where += " AND trace_id IN (SELECT trace_id FROM spans WHERE service = ? AND start BETWEEN ? AND ?)"
         params += [service, start, end]

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -387,7 +388,7 @@ class StoreWriter:
             f"COPY ({rows} ORDER BY {_SORT_KEYS[name]}) TO {sql_literal(target)} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, COMPRESSION zstd)"
         )
-        return pq.ParquetFile(target).metadata.num_rows
+        return int(pq.ParquetFile(target).metadata.num_rows)
 
     def _one_row_per_key(self, con: duckdb.DuckDBPyConnection, name: str, rows: str) -> str:
         key, order = _UNIQUE_KEY[name]
@@ -456,7 +457,7 @@ class StoreWriter:
             GROUP BY level, name ORDER BY {_SORT_KEYS["entities"]}
             ) TO {sql_literal(target)} (FORMAT parquet)"""
         )
-        return pq.ParquetFile(target).metadata.num_rows
+        return int(pq.ParquetFile(target).metadata.num_rows)
 
     def write_cases(self, cases: Sequence[FailureCase]) -> None:
         write_json_atomic(self.path / CASES, [c.model_dump(mode="json") for c in cases])
@@ -604,7 +605,7 @@ class TelemetryStore:
         return self.con.sql(sql, params=list(params or [])).to_arrow_table()
 
     # --- the fast paths the tools use -------------------------------------------------
-    def span(self, span_id: str) -> dict | None:
+    def span(self, span_id: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM spans WHERE span_id = ? LIMIT 1", [span_id]).to_pylist()
         return rows[0] if rows else None
 
@@ -713,7 +714,7 @@ class TelemetryStore:
     def save_cases(self, cases: Sequence[FailureCase]) -> None:
         write_json_atomic(self.path / CASES, [c.model_dump(mode="json") for c in cases])
 
-    def _read_json(self, name: str) -> list:
+    def _read_json(self, name: str) -> list[Any]:
         file = self.path / name
         if not file.is_file():
             return []

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 if TYPE_CHECKING:
     from thinkfl.telemetry import Entity
@@ -113,7 +113,7 @@ class Identifier(StrEnum):
     RANKING = "ranking"  # a list of {"service"|"pod"|"node": name}
 
 
-def identifies(kind: Identifier) -> dict[str, str]:
+def identifies(kind: Identifier) -> dict[str, JsonValue]:
     """The schema mark of an argument that names an identifier of `kind`."""
     return {"x-identifier": kind.value}
 

@@ -4,7 +4,7 @@ then its warning and error patterns, most unusual first."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -49,7 +49,7 @@ class SearchLogs(EntityTool):
         for record in before:
             key = (record["severity"], log_pattern(record["message"]))
             usual[key] = usual.get(key, 0) + 1
-        groups: dict[tuple[str, str], list[dict]] = {}
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for record in records:
             groups.setdefault((record["severity"], log_pattern(record["message"])), []).append(
                 record
@@ -58,7 +58,7 @@ class SearchLogs(EntityTool):
         rank = {"fatal": 0, "error": 1, "warn": 2}
         block, scores, shifts = box.evidence_view(entity, LOG_KINDS, "log shifts")
 
-        def surprise(key: tuple[str, str], items: list[dict]) -> float:
+        def surprise(key: tuple[str, str], items: list[dict[str, Any]]) -> float:
             """How far above its usual rate a pattern is (usual counts per window, +1 smoothed)."""
             return len(items) / (usual.get(key, 0) / scale + 1)
 

@@ -48,11 +48,11 @@ class Toolbox:
         self.entities = store.entities()
         self._evidence: Evidence | None = None
         self._subtrees: dict[str, dict[tuple[str, str], str]] | None = None
-        self._trace: dict[str, dict] | None = None
-        self._kids: dict[str, list[dict]] = {}
+        self._trace: dict[str, dict[str, Any]] | None = None
+        self._kids: dict[str, list[dict[str, Any]]] = {}
 
     @property
-    def entry_trace(self) -> dict[str, dict]:
+    def entry_trace(self) -> dict[str, dict[str, Any]]:
         """The spans of the case's entry trace by id, in start order (read once: the tools
         answer from it without scanning the store)."""
         if self._trace is None:
@@ -63,11 +63,12 @@ class Toolbox:
                     self._kids.setdefault(row["parent_id"], []).append(row)
         return self._trace
 
-    def children_of(self, span_id: str) -> list[dict]:
+    def children_of(self, span_id: str) -> list[dict[str, Any]]:
         """Direct children in start order: from the entry trace when the span is in it."""
         if span_id in self.entry_trace:
             return list(self._kids.get(span_id, []))
-        return self.store.children(span_id).to_pylist()
+        rows: list[dict[str, Any]] = self.store.children(span_id).to_pylist()
+        return rows
 
     # --- dispatch ------------------------------------------------------------------------
     def call(self, name: str, arguments: dict[str, Any] | None) -> Observation:
@@ -139,7 +140,7 @@ class Toolbox:
             self._subtrees = _descendant_places(list(self.entry_trace.values()), self.store.place)
         return self._subtrees.get(span_id, {})
 
-    def flags(self, span: dict) -> dict[str, Any]:
+    def flags(self, span: dict[str, Any]) -> dict[str, Any]:
         """Evidence of a span's own component, and the strongest below it in this trace."""
         level, name = self.store.place(span["service"], span["pod"])
         here, items = self.score(level, name)
@@ -264,7 +265,7 @@ class Toolbox:
         return "\n".join(shown), was_cut
 
     # --- traces ----------------------------------------------------------------------------
-    def resolve_span(self, span_id: Any) -> tuple[dict | None, str]:
+    def resolve_span(self, span_id: Any) -> tuple[dict[str, Any] | None, str]:
         text = str(span_id or "").strip().lower()
         if not text:
             return None, "give a span id"
@@ -283,18 +284,18 @@ class Toolbox:
             f"no span '{text}'. The entry span is {self.case.entry_span_id}; spans of this trace include {ids}",
         )
 
-    def normal_us(self, span: dict) -> float | None:
+    def normal_us(self, span: dict[str, Any]) -> float | None:
         return self.store.operation_baselines().get((span["service"], span["operation"]))
 
-    def place(self, span: dict) -> str:
+    def place(self, span: dict[str, Any]) -> str:
         """Where a span ran, never truncated (see TelemetryStore.place)."""
         return self.store.place(span["service"], span["pod"])[1]
 
-    def span_rows(self, spans: list[dict]) -> list[str]:
+    def span_rows(self, spans: list[dict[str, Any]]) -> list[str]:
         width = max(len(self.place(s)) for s in spans)
         return [self.span_row(s, width) + self.flag_text(self.flags(s)) for s in spans]
 
-    def span_row(self, span: dict, width: int = 0) -> str:
+    def span_row(self, span: dict[str, Any], width: int = 0) -> str:
         normal = self.normal_us(span)
         ratio = (
             f"{span['duration_us'] / max(normal, 1):>6.1f}x normal" if normal else "      ? normal"
@@ -306,11 +307,11 @@ class Toolbox:
         )
 
     @staticmethod
-    def where(span: dict) -> dict[str, str]:
+    def where(span: dict[str, Any]) -> dict[str, str]:
         """The components a span ran on, for the route term: service, and pod/node when known."""
         return {k: span[k] for k in ("service", "pod", "node") if span.get(k)}
 
-    def row_data(self, span: dict) -> dict:
+    def row_data(self, span: dict[str, Any]) -> dict[str, Any]:
         row = {k: span[k] for k in ("span_id", "service", "pod", "node", "duration_us", "status")}
         row["normal_us"] = self.normal_us(span)
         row.update(self.flags(span))
@@ -373,10 +374,11 @@ class Toolbox:
             )
         return when, None
 
-    def severe_logs(self, entity: Entity, start: datetime, end: datetime) -> list[dict]:
-        return self.store.logs(
+    def severe_logs(self, entity: Entity, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.store.logs(
             entity.name, entity.level, start, end, ("warn", "error", "fatal")
         ).to_pylist()
+        return rows
 
     def valid_names_hint(self) -> str:
         spans = list(self.entry_trace.values())
@@ -392,12 +394,12 @@ class Toolbox:
 
 
 def _descendant_places(
-    spans: list[dict], place: Callable[[str, str | None], tuple[str, str]]
+    spans: list[dict[str, Any]], place: Callable[[str, str | None], tuple[str, str]]
 ) -> dict[str, dict[tuple[str, str], str]]:
     """Per span, the components its descendants ran on, each with its shallowest span there.
     Children are done before their parents (an iterative post-order, safe on deep traces
     and on loops in parent links)."""
-    kids: dict[str | None, list[dict]] = {}
+    kids: dict[str | None, list[dict[str, Any]]] = {}
     for row in spans:
         kids.setdefault(row["parent_id"], []).append(row)
     order: list[str] = []

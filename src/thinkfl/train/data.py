@@ -62,7 +62,8 @@ def split_by_fault(
     questions: list[Question], val_fraction: float, seed: int = 0
 ) -> tuple[list[Question], list[Question]]:
     """(train, validation): whole faults go to one side; the same seed gives the same split."""
-    train, val = [], []
+    train: list[Question] = []
+    val: list[Question] = []
     for question in questions:
         side = val if _bucket(question.fault_key, seed) < val_fraction else train
         side.append(question)

@@ -61,7 +61,7 @@ class _Layout:
     """What converting an adapter of one base model needs: its config.json, its gguf
     architecture and the HF -> llama.cpp tensor-name map."""
 
-    config: dict
+    config: dict[str, Any]
     arch: Any
     names: Any
 
@@ -71,10 +71,10 @@ class _Layout:
 
         if self.arch != gguf.MODEL_ARCH.LLAMA or not module.endswith(("q_proj", "k_proj")):
             return None
-        heads = self.config["num_attention_heads"]
-        return (
-            heads if module.endswith("q_proj") else self.config.get("num_key_value_heads") or heads
-        )
+        heads = int(self.config["num_attention_heads"])
+        if module.endswith("q_proj"):
+            return heads
+        return int(self.config.get("num_key_value_heads") or heads)
 
 
 def _layout(base: Path) -> _Layout:

@@ -45,13 +45,13 @@ class RolloutLog:
         }
 
 
-class MetricsWriter(TrainerCallback):
+class MetricsWriter(TrainerCallback):  # type: ignore[misc]  # TRL's class is untyped
     def __init__(self, folder: Path, stage: str, rollouts: RolloutLog | None = None) -> None:
         self.jsonl, self.csv = folder / "metrics.jsonl", folder / "metrics.csv"
         self.stage, self.rollouts = stage, rollouts
 
     def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any
     ) -> None:
         if not logs:
             return

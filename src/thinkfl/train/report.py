@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -27,7 +28,7 @@ PANELS: list[tuple[str, list[str]]] = [
 ]
 
 
-def _stage_rows(run: Path) -> list[tuple[str, list[dict]]]:
+def _stage_rows(run: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     stages = []
     for stage in ORDER:
         rows = [r for r in read_rows(run / stage.value / "metrics.jsonl") if "loss" in r]

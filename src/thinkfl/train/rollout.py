@@ -24,7 +24,7 @@ from thinkfl.train.observe import RolloutLog
 from thinkfl.train.tokens import tokenize_conversation
 
 
-def reward_functions(weights: Weights) -> tuple[list[Callable[..., list]], list[float]]:
+def reward_functions(weights: Weights) -> tuple[list[Callable[..., list[Any]]], list[float]]:
     """One reward function per graded term, and TRL weights whose weighted sum is the grader's
     total (hallucination is a penalty: negative weight). TRL logs each term separately."""
     functions, trl_weights = [], []
@@ -34,7 +34,10 @@ def reward_functions(weights: Weights) -> tuple[list[Callable[..., list]], list[
             continue
 
         def reward(
-            completions: list, reward_breakdown: list[dict], _term: str = term, **_: Any
+            completions: list[Any],
+            reward_breakdown: list[dict[str, Any]],
+            _term: str = term,
+            **_: Any,
         ) -> list[float | None]:
             return [breakdown.get(_term) for breakdown in reward_breakdown]
 
@@ -109,13 +112,13 @@ class Rollouts:
             self._entities[question.store_path] = question.store.entities()
         return self._entities[question.store_path]
 
-    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list]:
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         model = trainer.accelerator.unwrap_model(trainer.model)
         was_training = model.training
         model.eval()
         policy = training_policy(trainer, model, self.tokenizer)
         stops = set(getattr(trainer, "eos_token_ids", [])) | {self.tokenizer.eos_token_id}
-        out: dict[str, list] = {
+        out: dict[str, Any] = {
             "prompt_ids": [],
             "completion_ids": [],
             "env_mask": [],
@@ -137,11 +140,13 @@ class Rollouts:
         question: Question,
         trajectory: Trajectory,
         trainer: Any,
-        out: dict[str, list],
+        out: dict[str, Any],
         stops: set[int],
         seconds: float,
     ) -> None:
         truth, entities = question.case.truth, self.entities(question)
+        if truth is None:
+            raise ValueError(f"{question.case.case_id}: a training question needs a labelled case")
         score = self.grader(trajectory, truth, entities)
         tokens = tokenize_conversation(self.tokenizer, trajectory.messages)
         completion, mask = tokens.completion_ids, tokens.completion_mask

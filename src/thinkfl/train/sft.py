@@ -99,7 +99,7 @@ def sft_dataset(
 ) -> Any:
     from datasets import Dataset
 
-    rows: dict[str, list] = {"input_ids": [], "assistant_masks": []}
+    rows: dict[str, list[Any]] = {"input_ids": [], "assistant_masks": []}
     for trajectory in trajectories:
         messages = plain_calls(trajectory.messages) if plain else trajectory.messages
         tokens = tokenize_conversation(tokenizer, messages)

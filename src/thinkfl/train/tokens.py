@@ -34,8 +34,10 @@ class Tokenized:
 def _render(tokenizer: Any, messages: list[dict[str, Any]], generation_prompt: bool) -> str:
     if not messages:
         return ""
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=generation_prompt
+    return str(
+        tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
     )
 
 

@@ -167,4 +167,5 @@ def last_checkpoint(config: TrainConfig) -> str | None:
     folder = config.out / "checkpoints"
     if not config.resume or not folder.is_dir():
         return None
-    return get_last_checkpoint(str(folder))
+    found: str | None = get_last_checkpoint(str(folder))
+    return found

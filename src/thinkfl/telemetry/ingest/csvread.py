@@ -13,6 +13,7 @@ import csv
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -134,7 +135,7 @@ def read_csv_checked(
 
 
 def _account_rejects(
-    path: Path, rejects: list[tuple], types: Mapping[str, str], budget: BadRowBudget
+    path: Path, rejects: list[tuple[Any, ...]], types: Mapping[str, str], budget: BadRowBudget
 ) -> None:
     last_line = _count_lines(path)
     for line, column, error_types, message in rejects:

@@ -174,7 +174,8 @@ class NezhaAdapter:
     ) -> tuple[str | None, tuple[int, int] | None]:
         """Loads the spans; returns the entry service and the spans' time range (epoch µs)."""
         root_services: dict[str, int] = {}
-        low, high = None, None
+        low: int | None = None
+        high: int | None = None
         trace_files = [f for folder in folders for f in sorted((folder / "trace").glob("*.csv"))]
         if not trace_files:
             raise IngestError(day / "trace", "", "no trace files (*_trace.csv)", "check the export")
@@ -215,7 +216,7 @@ class NezhaAdapter:
                 high = last if high is None else max(high, last)
             ctx.advance(file.name)
         entry = max(root_services, key=lambda s: root_services[s]) if root_services else None
-        return entry, (low, high) if low is not None else None
+        return entry, (low, high) if low is not None and high is not None else None
 
     # --- metrics -----------------------------------------------------------------------
     def _load_metrics(

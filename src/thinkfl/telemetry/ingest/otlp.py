@@ -237,9 +237,9 @@ class OtlpAdapter:
     def load(self, src: Path, ctx: IngestContext) -> None:
         found = 0
         for file in self.files(src):
-            spans: list[dict] = []
-            metrics: list[dict] = []
-            logs: list[dict] = []
+            spans: list[dict[str, Any]] = []
+            metrics: list[dict[str, Any]] = []
+            logs: list[dict[str, Any]] = []
             for line, request in _requests(file):
                 try:
                     self._collect(request, spans, metrics, logs, ctx.writer.reject_row)
@@ -271,7 +271,12 @@ class OtlpAdapter:
             ctx.writer.add_faults(self._labels(labels, ctx))
 
     def _collect(
-        self, request: dict, spans: list, metrics: list, logs: list, reject: Reject
+        self,
+        request: dict[str, Any],
+        spans: list[Any],
+        metrics: list[Any],
+        logs: list[Any],
+        reject: Reject,
     ) -> None:
         for block in _objects(request, "resourceSpans"):
             resource = _Resource(_object(block, "resource"))
@@ -293,7 +298,7 @@ class OtlpAdapter:
                 for record in _objects(scope, "logRecords"):
                     _keep(logs, partial(self._log, record, resource), "logs", reject)
 
-    def _span(self, span: dict, resource: _Resource) -> dict:
+    def _span(self, span: dict[str, Any], resource: _Resource) -> dict[str, Any]:
         if "startTimeUnixNano" not in span:
             raise KeyError("startTimeUnixNano")
         start = _time(span["startTimeUnixNano"], "start")
@@ -316,8 +321,8 @@ class OtlpAdapter:
         }
 
     def _metric_samples(
-        self, metric: dict, level: str, entity: str
-    ) -> Iterator[Callable[[], dict]]:
+        self, metric: dict[str, Any], level: str, entity: str
+    ) -> Iterator[Callable[[], dict[str, Any]]]:
         """The metric's samples, each as a thunk (a point with an impossible time is counted
         alone, the others kept)."""
         name = _text(metric.get("name"))
@@ -340,7 +345,9 @@ class OtlpAdapter:
                 value = float(quantile.get("value", 0))
                 yield partial(self._sample, level, entity, label, point, value)
 
-    def _sample(self, level: str, entity: str, name: str, point: dict, value: float) -> dict:
+    def _sample(
+        self, level: str, entity: str, name: str, point: dict[str, Any], value: float
+    ) -> dict[str, Any]:
         attributes = _attributes(_objects(point, "attributes"))
         if attributes:
             name += "{" + ",".join(f"{k}={attributes[k]}" for k in sorted(attributes)) + "}"
@@ -354,7 +361,7 @@ class OtlpAdapter:
             "value": value,
         }
 
-    def _log(self, record: dict, resource: _Resource) -> dict:
+    def _log(self, record: dict[str, Any], resource: _Resource) -> dict[str, Any]:
         time = _time(record.get("timeUnixNano")) or _time(record.get("observedTimeUnixNano"))
         if time is None:
             raise ValueError("log record without timeUnixNano or observedTimeUnixNano")
@@ -385,7 +392,9 @@ class OtlpAdapter:
         return faults
 
 
-def _keep(rows: list[dict], make: Callable[[], dict], table: str, reject: Reject) -> None:
+def _keep(
+    rows: list[dict[str, Any]], make: Callable[[], dict[str, Any]], table: str, reject: Reject
+) -> None:
     """Append the row `make` builds; a row with an impossible time is counted instead."""
     try:
         rows.append(make())
@@ -396,9 +405,9 @@ def _keep(rows: list[dict], make: Callable[[], dict], table: str, reject: Reject
 def rows_of_request(request: dict[str, Any], reject: Reject) -> dict[str, pa.Table]:
     """The rows of one OTLP export request in its JSON form (hex ids), as Arrow tables.
     Raises ValueError (or KeyError) naming what is malformed."""
-    spans: list[dict] = []
-    metrics: list[dict] = []
-    logs: list[dict] = []
+    spans: list[dict[str, Any]] = []
+    metrics: list[dict[str, Any]] = []
+    logs: list[dict[str, Any]] = []
     OtlpAdapter()._collect(request, spans, metrics, logs, reject)
     return {
         "spans": pa.Table.from_pylist(spans, schema=SPAN_SCHEMA),
