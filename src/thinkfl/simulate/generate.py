@@ -26,12 +26,60 @@ from thinkfl.telemetry.model import LOG_SCHEMA, METRIC_SCHEMA, SPAN_SCHEMA, Mani
 
 
 class Difficulty(BaseModel):
+    """Every knob of the simulated behaviour; the presets below differ in the first six."""
+
     noise: float = Field(0.05, ge=0, description="relative metric noise (sd)")
     latency_sigma: float = Field(0.3, ge=0, description="lognormal sigma of service times")
-    severity: tuple[float, float] = (2.0, 6.0)
+    severity: tuple[float, float] = Field(
+        (2.0, 6.0), description="range of a fault's strength (its effect factor)"
+    )
     background_error_rate: float = Field(0.002, ge=0, description="innocent transient errors")
     red_herrings: int = Field(1, ge=0, description="innocent pods whose metrics move in the window")
     slow_upstream: bool = Field(False, description="an innocent service that is always slow")
+    # how failures propagate and show in logs
+    callee_failure_spreads: float = Field(
+        0.6, ge=0, le=1, description="chance a failed call fails its caller"
+    )
+    wrong_response_fails: float = Field(
+        0.3, ge=0, le=1, description="chance a caller fails on a callee's wrong answer"
+    )
+    exception_logged: float = Field(
+        0.5, ge=0, le=1, description="chance a thrown exception writes its log line"
+    )
+    exception_fails: float = Field(
+        0.5, ge=0, le=1, description="chance a thrown exception fails the request"
+    )
+    fault_log_shown: float = Field(
+        0.4, ge=0, le=1, description="chance each of a fault's own log lines is written"
+    )
+    downstream_failure_logged: float = Field(
+        0.5, ge=0, le=1, description="chance a request failed below logs 'returning 500'"
+    )
+    max_retries: int = Field(2, ge=0, description="retries of a lost packet before giving up")
+    retry_wait_ms: float = Field(200.0, ge=0, description="wait before each retry")
+    retries_exhausted_fail: float = Field(
+        0.5, ge=0, le=1, description="chance a call fails after its last retry"
+    )
+    gc_pause_log: float = Field(
+        0.05, ge=0, le=1, description="chance per metric step of an innocent 'slow GC pause'"
+    )
+    pinned_floor: float = Field(
+        0.93, ge=0, le=1, description="a saturated utilisation lies between this and 1"
+    )
+    red_herring_s: float = Field(120.0, gt=0, description="how long a red herring lasts")
+    red_herring_factor: tuple[float, float] = Field(
+        (2.5, 5.0), description="range of a red herring's metric factor"
+    )
+
+
+class RedHerring(BaseModel):
+    """An innocent pod's metric that moves in the window (a decoy for the investigator)."""
+
+    pod: str
+    metric: str
+    start: float
+    end: float
+    factor: float
 
 
 PRESETS: dict[str, Difficulty] = {
@@ -105,7 +153,7 @@ class _Slot:
         self.logs: list[dict[str, Any]] = []
         self.metrics: list[dict[str, Any]] = []
         self.budget = 0
-        self.herrings: list[tuple[str, str, float, float, float]] = []
+        self.herrings: list[RedHerring] = []
 
     # --- ids and time --------------------------------------------------------------------
     def new_id(self, bits: int = 64) -> str:
@@ -164,7 +212,7 @@ class _Slot:
             else:
                 parallel_end = end
                 cursor = end
-            if callee_failed and self.rng.random() < 0.6:
+            if callee_failed and self.rng.random() < d.callee_failure_spreads:
                 failed = True
             if callee_wrong:
                 wrong_seen = True
@@ -176,21 +224,21 @@ class _Slot:
                     trace,
                     span_id,
                 )
-                if self.rng.random() < 0.3:
+                if self.rng.random() < d.wrong_response_fails:
                     failed = True
         total_ms = (max(parallel_end, cursor) - start) * 1000 + own * 0.7
         if self.rng.random() < effect.failure_rate:
             failed = True
         threw = self.rng.random() < effect.exception_rate
         if threw:
-            if self.rng.random() < 0.5:
+            if self.rng.random() < d.exception_logged:
                 self.log(start + own / 1000, pod, "error", EXCEPTION_LOG, trace, span_id)
-            failed = failed or self.rng.random() < 0.5
+            failed = failed or self.rng.random() < d.exception_fails
         self.log_mix(service, pod, start, total_ms, effect, threw, trace, span_id)
         for severity, message in effect.logs:
-            if self.rng.random() < 0.4:
+            if self.rng.random() < d.fault_log_shown:
                 self.log(start + own / 1000, pod, severity, message, trace, span_id)
-        if failed and not effect.failure_rate and self.rng.random() < 0.5:
+        if failed and not effect.failure_rate and self.rng.random() < d.downstream_failure_logged:
             self.log(
                 start + total_ms / 1000,
                 pod,
@@ -258,18 +306,19 @@ class _Slot:
         effect = self.effect(callee_pod, start)
         network_ms = 0.4 + effect.incoming_delay_ms * (0.8 + 0.4 * self.rng.random())
         retries = 0
-        while retries < 2 and self.rng.random() < effect.loss_rate:
+        d = self.settings.difficulty
+        while retries < d.max_retries and self.rng.random() < effect.loss_rate:
             retries += 1
         client_id = self.new_id()
         self.budget += 1
-        wait_ms = network_ms + retries * 200.0
+        wait_ms = network_ms + retries * d.retry_wait_ms
         took, failed, wrong = self.serve(
             callee, callee_pod, start + wait_ms / 1000, trace, client_id, depth + 1
         )
         duration = took + wait_ms
         if duration > self.settings.timeout_ms:
             duration, failed = self.settings.timeout_ms, True
-        if retries == 2 and self.rng.random() < 0.5:
+        if retries == d.max_retries and self.rng.random() < d.retries_exhausted_fail:
             failed = True
         self.spans.append(
             {
@@ -395,19 +444,23 @@ class _Slot:
                             "value": bounded(metric, value),
                         }
                     )
-            if self.rng.random() < 0.05:
+            if self.rng.random() < self.settings.difficulty.gc_pause_log:
                 pod = self.rng.choice(sorted(self.system.node_of))
                 self.log(t, pod, "warn", "slow GC pause", None, None)
             t += step
 
     def pinned(self) -> float:
         """A utilisation held at its limit: just under 100 %."""
-        return 100.0 * self.rng.uniform(0.93, 1.0)
+        return 100.0 * self.rng.uniform(self.settings.difficulty.pinned_floor, 1.0)
 
     def herring(self, pod: str, metric: str, at: float) -> float:
-        for h_pod, h_metric, start, end, factor in self.herrings:
-            if h_pod == pod and h_metric == metric and start <= at < end:
-                return factor
+        for herring in self.herrings:
+            if (
+                herring.pod == pod
+                and herring.metric == metric
+                and herring.start <= at < herring.end
+            ):
+                return herring.factor
         return 1.0
 
 
@@ -510,15 +563,23 @@ def simulate(
             case = _Slot(system, settings, rng, t0, fault, base, slow)
             culprit_pods = set(fault.culprit_pods(system))
             innocent_pods = sorted(p for p in system.node_of if p not in culprit_pods)
-            for _ in range(settings.difficulty.red_herrings):
+            decoy = settings.difficulty
+            for _ in range(decoy.red_herrings):
                 if not innocent_pods:
                     break
-                start = inject + rng.uniform(0, settings.fault_s - 120)
+                start = inject + rng.uniform(0, settings.fault_s - decoy.red_herring_s)
                 metric = rng.choice(
                     ["cpu_usage_percent", "memory_usage_percent", "network_rx_kbps", "disk_io_ms"]
                 )
+                pod = rng.choice(innocent_pods)
                 case.herrings.append(
-                    (rng.choice(innocent_pods), metric, start, start + 120, rng.uniform(2.5, 5))
+                    RedHerring(
+                        pod=pod,
+                        metric=metric,
+                        start=start,
+                        end=start + decoy.red_herring_s,
+                        factor=rng.uniform(*decoy.red_herring_factor),
+                    )
                 )
             case.traffic(t0 + settings.normal_s + settings.fault_s)
             case.sample_metrics(t0 + slot)
