@@ -31,7 +31,7 @@ from RCAEval.e2e import nsigma as rcaeval_nsigma  # noqa: E402
 from thinkfl.baselines import baro, n_sigma  # noqa: E402
 from thinkfl.baselines.classical import NORMAL_S, _place  # noqa: E402
 from thinkfl.grader import MatchLevel, rank_of_truth  # noqa: E402
-from thinkfl.telemetry import TelemetryStore  # noqa: E402
+from thinkfl.telemetry import Candidate, TelemetryStore  # noqa: E402
 
 SEP = "|"  # entity|metric column names: entity and metric names may contain "_"
 
@@ -49,12 +49,12 @@ def wide_frame(store: TelemetryStore, case):
     return frame
 
 
-def rcaeval_ranking(store: TelemetryStore, case, method) -> list[dict[str, str]]:
+def rcaeval_ranking(store: TelemetryStore, case, method) -> list[Candidate]:
     frame = wide_frame(store, case)
     if frame.shape[1] <= 1:
         return []
     result = method(frame, inject_time=case.inject_time.timestamp(), dataset=None)
-    ranking: list[dict[str, str]] = []
+    ranking: list[Candidate] = []
     for series in result["ranks"]:
         if SEP not in series:  # RCAEval ranks the `time` column too when given no dataset preset
             continue

@@ -50,3 +50,8 @@ def smollm2_hf(smollm2, tmp_path_factory) -> Path:
     from thinkfl.models.registry import export_hf
 
     return export_hf(smollm2, tmp_path_factory.mktemp("hf") / "smollm2", dtype="float32")
+
+
+def items(ranking: list) -> list[dict[str, str]]:
+    """A ranking of Candidates in the one-key form a model prints, for readable assertions."""
+    return [candidate.as_item() for candidate in ranking]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import items
 from storekit import at, build_store, fault, span
 from thinkfl.baselines import BASELINES
 
@@ -52,8 +53,8 @@ def test_the_culprit_comes_first(obvious, name):
     store, case = obvious
     ranking = BASELINES[name](store, case)
     # single-pod services are named as services, the way the tools show them
-    assert ranking[0] == {"service": "db"}, ranking
-    assert {"service": "web"} in ranking  # everything seen is ranked, not only the winner
+    assert ranking[0].as_item() == {"service": "db"}, ranking
+    assert {"service": "web"} in items(ranking)  # everything seen is ranked, not only the winner
 
 
 def test_baselines_on_a_quiet_window_return_what_they_can(tmp_path):

@@ -61,7 +61,8 @@ def test_localize_streams_the_investigation_and_ranks_with_evidence(tmp_path):
     as_json = runner.invoke(app, ["localize", str(out), "--case", case, "--json"])
     trajectory = json.loads(as_json.stdout)
     assert (
-        trajectory["ranking"][0] == {"pod": "cartservice-1"} and trajectory["finish"] == "printed"
+        trajectory["ranking"][0] == {"level": "pod", "name": "cartservice-1"}
+        and trajectory["finish"] == "printed"
     )
     # the evidence cell of an answer starts with the evidence item about it, not any line
     from thinkfl.agent import Trajectory

@@ -87,7 +87,8 @@ def test_hallucination_counts_invented_and_duplicate_items():
     # N = 4: one invented (ghost) x 1.0, one duplicate x 0.5 -> 1.5 / 4
     assert hallucination(traj(ranking, seen), POD, S) == pytest.approx(0.375)
     assert hallucination(traj([], seen), POD, S) == 0.0
-    assert hallucination(traj([{}], seen), POD, S) == 1.0  # an empty item names nothing seen
+    # a malformed item ({}) cannot be a candidate: the answer tool drops it, the grader never
+    # sees it (test_tools: print_results lists it as a problem)
 
 
 def test_format_scores_calls_and_printed_items():
@@ -104,9 +105,10 @@ def test_format_scores_calls_and_printed_items():
         reply(tagged("search_logs", "{}")),  # required arguments missing
         reply(tagged("teleport", "{}")),  # unknown tool
     ]
-    ranking = [{"service": "cart"}, {"service": "cart", "pod": "cart-1"}, {"host": "h"}]
-    # checks: 4 replies (1 good) + 3 items (1 good) -> 2 / 7
-    assert format_score(traj(ranking, messages=messages)) == pytest.approx(2 / 7)
+    ranking = [{"service": "cart"}]
+    # checks: 4 replies (1 good) + 1 printed candidate (malformed items never get this far:
+    # the answer tool keeps only {service|pod|node: name}) -> 2 / 5
+    assert format_score(traj(ranking, messages=messages)) == pytest.approx(2 / 5)
     assert format_score(traj()) == 0.0
 
 

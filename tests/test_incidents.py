@@ -65,13 +65,16 @@ def test_cases_lists_incidents_and_localize_investigates_by_trace_or_time(tmp_pa
         ["localize", str(store.path), "--trace", incident["entry_trace_id"], "--json"],
     )
     assert by_trace.exit_code == 0, by_trace.output
-    assert json.loads(by_trace.stdout)["ranking"][0] == {"service": "db"}  # the gap's callee
+    assert json.loads(by_trace.stdout)["ranking"][0] == {
+        "level": "service",
+        "name": "db",
+    }  # the gap's callee
     by_time = runner.invoke(
         app,
         ["localize", str(store.path), "--at", at(FAULT_S + 30).isoformat(), "--json"],
     )
     assert by_time.exit_code == 0, by_time.output
-    assert json.loads(by_time.stdout)["ranking"][0] == {"service": "db"}
+    assert json.loads(by_time.stdout)["ranking"][0] == {"level": "service", "name": "db"}
     both = runner.invoke(app, ["localize", str(store.path), "--trace", "x", "--at", "1"])
     assert both.exit_code == 2 and "exactly one of --case, --trace or --at" in both.output
     nowhere = runner.invoke(app, ["localize", str(store.path), "--trace", "nope"])

@@ -41,7 +41,7 @@ def assert_valid_trajectory(trajectory, policy_name: str) -> None:
     assert trajectory.prompt_tokens > 0 and trajectory.completion_tokens > 0
     assistant = [m for m in trajectory.messages if m.role == "assistant"]
     assert len(assistant) == trajectory.turns
-    assert trajectory.ranking and all(len(item) == 1 for item in trajectory.ranking)
+    assert trajectory.ranking and all(item.name for item in trajectory.ranking)
 
 
 def test_pull_verifies_and_caches(smollm2, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import items
 from storekit import build_store, fault, span
 from test_tools import LOGS, METRICS, SPANS
 from thinkfl.agent import Budget, ExpertPolicy, Reply, Turn, load_jsonl, run_case, save_jsonl
@@ -52,7 +53,7 @@ def test_a_printed_answer_ends_the_case(box):
     policy = Scripted([call("search_traces", parent_span_id="root0001"), PRINT])
     trajectory = run_case(box, policy)
     assert trajectory.finish == "printed"
-    assert trajectory.ranking == [{"service": "cart"}, {"pod": "cart-1"}, {"node": "n6"}]
+    assert items(trajectory.ranking) == [{"service": "cart"}, {"pod": "cart-1"}, {"node": "n6"}]
     assert [s.tool for s in trajectory.steps] == ["search_traces", "print_results"]
     assert (trajectory.turns, trajectory.prompt_tokens, trajectory.completion_tokens) == (2, 20, 10)
     roles = [(m.role, m.is_observation) for m in trajectory.messages]
@@ -102,16 +103,20 @@ def test_a_model_that_never_prints_still_gets_a_ranking_from_what_it_was_shown(b
     assert trajectory.finish == "fallback"
     # the entry's children flagged "deeper: cart-1 0.5" (see test_tools): cart-1 and its
     # service first, then the services of the spans listed (frontend), the entry's service
-    assert trajectory.ranking == [{"pod": "cart-1"}, {"service": "cart"}, {"service": "frontend"}]
+    assert items(trajectory.ranking) == [
+        {"pod": "cart-1"},
+        {"service": "cart"},
+        {"service": "frontend"},
+    ]
     # nothing seen at all: the entry service is all the loop can name
     blind = run_case(box, Scripted([], final="still thinking"), Budget(hard_cap=2))
-    assert (blind.finish, blind.ranking) == ("fallback", [{"service": "frontend"}])
+    assert (blind.finish, items(blind.ranking)) == ("fallback", [{"service": "frontend"}])
 
 
 def test_an_answer_with_unknown_names_goes_back_while_exploring(box):
     wrong = call("print_results", root_causes=[{"service": "GetCart"}])
     trajectory = run_case(box, Scripted([wrong, PRINT]))
-    assert trajectory.finish == "printed" and trajectory.ranking[0] == {"service": "cart"}
+    assert trajectory.finish == "printed" and trajectory.ranking[0].as_item() == {"service": "cart"}
     first = trajectory.steps[0]
     assert not first.ok and "no service named 'GetCart'" in first.observation
     assert "Services in this trace: cart, frontend" in first.observation
@@ -120,7 +125,7 @@ def test_an_answer_with_unknown_names_goes_back_while_exploring(box):
 def test_the_forced_answer_is_taken_as_it_is(box):
     wrong = call("print_results", root_causes=[{"service": "GetCart"}])
     trajectory = run_case(box, Scripted(["thinking"], final=wrong), Budget(hard_cap=1))
-    assert trajectory.finish == "forced" and trajectory.ranking == [{"service": "GetCart"}]
+    assert trajectory.finish == "forced" and items(trajectory.ranking) == [{"service": "GetCart"}]
 
 
 def test_rethink_asks_once_before_an_early_print(box):
@@ -158,7 +163,7 @@ def test_expert_follows_the_evidence_and_ranks_by_it(box):
         ("search_fluctuating_metrics", "frontend"),
     ]
     # cart-1's cpu stands out and its sibling cart-0's does not: a pod-level fault, pod first
-    assert trajectory.ranking == [
+    assert items(trajectory.ranking) == [
         {"pod": "cart-1"},
         {"service": "cart"},
         {"node": "n6"},
@@ -189,7 +194,11 @@ def test_expert_answers_even_when_no_call_explains_the_entry(tmp_path):
     trajectory = run_case(Toolbox(store, store.cases()[0]), ExpertPolicy())
     assert trajectory.finish == "printed"
     # the entry service first, then its callees by how slowed they are (cache 3x, auth 1x)
-    assert trajectory.ranking[:3] == [{"service": "web"}, {"service": "cache"}, {"service": "auth"}]
+    assert items(trajectory.ranking[:3]) == [
+        {"service": "web"},
+        {"service": "cache"},
+        {"service": "auth"},
+    ]
 
 
 class _Stuck:

@@ -117,4 +117,4 @@ def test_real_sdk_export_is_ingested_and_its_incident_found_and_localized(tmp_pa
         app, ["localize", str(store), "--case", incident["case_id"], "--json"]
     )
     assert localized.exit_code == 0, localized.output
-    assert json.loads(localized.stdout)["ranking"][0] == {"service": "cart"}
+    assert json.loads(localized.stdout)["ranking"][0] == {"level": "service", "name": "cart"}

@@ -175,7 +175,7 @@ def test_an_alert_becomes_a_case_and_an_investigation_naming_the_culprit(served)
                 break
             time.sleep(0.1)
         assert result["status"] == "done", result.get("error")
-        assert result["causes"][0] == {"service": "cart"}
+        assert result["causes"][0] == {"level": "service", "name": "cart"}
         assert result["case"]["case_id"] == "alert-CheckoutLatencyHigh-5f2a9d41c3b7e810"
         cases = client.get("/v1/cases").json()
         assert [c["case_id"] for c in cases] == ["alert-CheckoutLatencyHigh-5f2a9d41c3b7e810"]

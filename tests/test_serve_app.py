@@ -96,7 +96,7 @@ def test_the_result_webhook_receives_the_finished_investigation(tmp_path):
         hook.shutdown()
     (result,) = received
     assert result["id"] == made["id"] and result["status"] == "done"
-    assert list(result["causes"][0].values()) == ["cartservice-1"]  # the labelled pod
+    assert result["causes"][0] == {"level": "pod", "name": "cartservice-1"}  # the label
 
 
 def test_a_public_address_needs_a_token(tmp_path, monkeypatch):

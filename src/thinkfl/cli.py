@@ -618,7 +618,7 @@ def _show_answer(trajectory: Trajectory, known: dict[str, Any]) -> None:
     for column in ("rank", "level", "name", "evidence"):
         table.add_column(column, no_wrap=column != "evidence")
     for rank, item in enumerate(trajectory.ranking, start=1):
-        ((level, name),) = item.items()
+        level, name = item.level.value, item.name
         entity = known.get(name)
         evidence = " | ".join(evidence_lines(trajectory, name, 2))[:160] or "-"
         if entity is None or entity.level.value != level:

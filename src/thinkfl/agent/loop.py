@@ -28,6 +28,7 @@ from thinkfl.agent.protocol import (
 )
 from thinkfl.agent.seen import answer_from_steps
 from thinkfl.agent.trajectory import Finish, Message, Step, Trajectory
+from thinkfl.telemetry import candidates
 from thinkfl.tools import TOOL_SPECS, Observation, Toolbox
 
 
@@ -237,7 +238,7 @@ class _Run:
             # While exploring, an answer naming unknown components goes back to be fixed;
             # the forced final answer is taken as it is (the grader counts its mistakes).
             if ranking and (observation.ok or self.forced):
-                self.trajectory.ranking = ranking
+                self.trajectory.ranking = candidates(ranking)
                 return True
             return False
         self.depth += 1
@@ -274,7 +275,7 @@ class _Run:
         if self.budget.fallback_answer:
             ranking = answer_from_steps(self.trajectory.steps, self.toolbox.case.entry_service)
             if ranking:
-                self.trajectory.ranking = ranking
+                self.trajectory.ranking = candidates(ranking)
                 return Finish.FALLBACK
         return Finish.NO_ANSWER
 
@@ -288,7 +289,7 @@ class _Run:
         except _OutOfTime:
             t.finish = Finish.WALL_CLOCK
             if self.budget.fallback_answer:
-                t.ranking = answer_from_steps(t.steps, self.toolbox.case.entry_service)
+                t.ranking = candidates(answer_from_steps(t.steps, self.toolbox.case.entry_service))
         except Exception as error:  # a backend failure ends this case, not the evaluation
             t.error = f"{type(error).__name__}: {error}"
             t.finish = Finish.ERROR

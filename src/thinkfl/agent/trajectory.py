@@ -7,9 +7,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from thinkfl.telemetry import GroundTruth
+from thinkfl.telemetry import Candidate, GroundTruth, candidates
 
 
 class Message(BaseModel):
@@ -57,7 +57,7 @@ class Trajectory(BaseModel):
     truth: GroundTruth | None = None
     messages: list[Message] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
-    ranking: list[dict[str, str]] = Field(default_factory=list)
+    ranking: list[Candidate] = Field(default_factory=list)
     finish: Finish = Finish.UNFINISHED
     turns: int = 0
     replies_without_call: int = 0
@@ -67,6 +67,12 @@ class Trajectory(BaseModel):
     policy_seconds: float = 0.0
     tool_seconds: float = 0.0
     error: str | None = None
+
+    @field_validator("ranking", mode="before")
+    @classmethod
+    def _one_key_items(cls, value: object) -> object:
+        """Trajectories saved before Candidate held {level: name} items."""
+        return candidates(value) if isinstance(value, list) else value
 
     @property
     def explored(self) -> list[Step]:

@@ -1,7 +1,7 @@
 """Classical baselines behind one signature (like RCAEval): rank(store, case) -> ranking.
 
-A ranking is a list of {level: name} items, most likely first, as the agent prints them, so
-the evaluation treats baselines and agents alike.
+A ranking is a list of `Candidate`s, most likely first, as the agent's answer is, so the
+evaluation treats baselines and agents alike.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from thinkfl.evidence import evidence_for
-from thinkfl.telemetry import FailureCase, Level, TelemetryStore
+from thinkfl.telemetry import Candidate, FailureCase, Level, Ranking, TelemetryStore
 
-Ranking = list[dict[str, str]]
 Baseline = Callable[[TelemetryStore, FailureCase], Ranking]
 
 
@@ -31,7 +30,7 @@ def random_ranking(store: TelemetryStore, case: FailureCase) -> Ranking:
     names = sorted((e.level.value, e.name) for e in store.entities().values())
     seed = int(hashlib.sha256(case.case_id.encode()).hexdigest()[:16], 16)
     random.Random(seed).shuffle(names)
-    return [{level: name} for level, name in names]
+    return [Candidate(level=Level(level), name=name) for level, name in names]
 
 
 def most_frequent(store: TelemetryStore, case: FailureCase) -> Ranking:
@@ -45,21 +44,27 @@ def most_frequent(store: TelemetryStore, case: FailureCase) -> Ranking:
         if c.case_id != case.case_id and c.truth is not None
     )
     ranking = [
-        {level: name}
+        Candidate(level=Level(level), name=name)
         for (level, name), _n in sorted(history.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
-    for service in _services_by_activity(store, case):
-        if {Level.SERVICE.value: service} not in ranking:
-            ranking.append({Level.SERVICE.value: service})
-    return ranking
+    return _then_busiest(store, case, ranking)
 
 
 def evidence_ranking(store: TelemetryStore, case: FailureCase) -> Ranking:
     """The evidence layer's fused ranking, then the busiest services (never empty)."""
-    ranking = [{score.level: score.entity} for score in evidence_for(store, case).rank()]
+    ranking = [
+        Candidate(level=Level(score.level), name=score.entity)
+        for score in evidence_for(store, case).rank()
+    ]
+    return _then_busiest(store, case, ranking)
+
+
+def _then_busiest(store: TelemetryStore, case: FailureCase, ranking: Ranking) -> Ranking:
+    """The ranking, completed with the busiest services of the window not in it yet."""
     for service in _services_by_activity(store, case):
-        if {Level.SERVICE.value: service} not in ranking:
-            ranking.append({Level.SERVICE.value: service})
+        candidate = Candidate(level=Level.SERVICE, name=service)
+        if candidate not in ranking:
+            ranking.append(candidate)
     return ranking
 
 

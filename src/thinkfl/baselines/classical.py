@@ -12,20 +12,19 @@ from typing import Any
 
 import networkx as nx
 
-from thinkfl.telemetry import FailureCase, Level, TelemetryStore
+from thinkfl.telemetry import Candidate, FailureCase, Level, Ranking, TelemetryStore
 
 NORMAL_S = 1200.0
-Ranking = list[dict[str, str]]
 
 
-def _place(store: TelemetryStore, level: str, name: str) -> dict[str, str]:
+def _place(store: TelemetryStore, level: str, name: str) -> Candidate:
     """A component named as the tools name it (TelemetryStore.place); nodes stay nodes."""
     if level == Level.POD:
         entity = store.entities().get(name)
         if entity and entity.service:
             placed_level, placed = store.place(entity.service, name)
-            return {placed_level: placed}
-    return {level: name}
+            return Candidate(level=Level(placed_level), name=placed)
+    return Candidate(level=Level(level), name=name)
 
 
 def _ranked(store: TelemetryStore, scored: list[tuple[str, str, float]]) -> Ranking:

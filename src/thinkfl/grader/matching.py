@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from thinkfl.telemetry import Entity, GroundTruth, Level
+from thinkfl.telemetry import Candidate, Entity, GroundTruth, Level
 
 
 class MatchLevel(StrEnum):
@@ -27,12 +27,10 @@ def _lifted(level: str, name: str, entities: dict[str, Entity]) -> tuple[str, st
 
 
 def hits(
-    item: dict[str, str], truth: GroundTruth, entities: dict[str, Entity], match: MatchLevel
+    item: Candidate, truth: GroundTruth, entities: dict[str, Entity], match: MatchLevel
 ) -> bool:
-    """Whether one predicted item ({level: name}) hits the label."""
-    if len(item) != 1:
-        return False
-    ((level, name),) = item.items()
+    """Whether one predicted candidate hits the label."""
+    level, name = item.level.value, item.name
     if match == MatchLevel.STRICT:
         return level == truth.level.value and name == truth.entity
     if truth.level == Level.NODE:
@@ -42,7 +40,7 @@ def hits(
 
 
 def rank_of_truth(
-    ranking: list[dict[str, str]],
+    ranking: list[Candidate],
     truth: GroundTruth,
     entities: dict[str, Entity],
     match: MatchLevel = MatchLevel.STRICT,

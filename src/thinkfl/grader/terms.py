@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from thinkfl.agent.protocol import parse_tool_calls
 from thinkfl.agent.trajectory import Trajectory
 from thinkfl.grader.matching import MatchLevel, hits, rank_of_truth
-from thinkfl.telemetry import Entity, GroundTruth
+from thinkfl.telemetry import Candidate, Entity, GroundTruth
 from thinkfl.tools import TOOL_SPECS
 
 
@@ -53,16 +53,20 @@ def recall(
     return 1.0 / (settings.r_max + rank)
 
 
-def visited(trajectory: Trajectory) -> list[dict[str, str]]:
-    """The components the exploring calls looked at, in order (one per call)."""
-    path: list[dict[str, str]] = []
+def visited(trajectory: Trajectory) -> list[tuple[Candidate, ...]]:
+    """What each exploring call looked at, in order: the component(s) of one call (a span is
+    named by its service, pod and node)."""
+    path: list[tuple[Candidate, ...]] = []
     for step in trajectory.explored:
         if not step.ok:
             continue
         if step.tool in ("search_traces", "search_span") and step.data.get("where"):
-            path.append(step.data["where"])
+            place = step.data["where"]
         elif "service_name" in step.arguments and step.data.get("entity"):
-            path.append(step.data["entity"])
+            place = step.data["entity"]
+        else:
+            continue
+        path.append(tuple(Candidate.parse({level: name}) for level, name in place.items() if name))
     return path
 
 
@@ -74,10 +78,7 @@ def route(
     positions = [
         index + 1
         for index, place in enumerate(path)
-        if any(
-            hits({level: name}, truth, entities, MatchLevel.SERVICE)
-            for level, name in place.items()
-        )
+        if any(hits(candidate, truth, entities, MatchLevel.SERVICE) for candidate in place)
     ]
     if positions:
         span = length - settings.mu
@@ -97,11 +98,8 @@ def hallucination(trajectory: Trajectory, truth: GroundTruth, settings: TermSett
     if not items:
         return 0.0
     seen = _seen_text(trajectory)
-    keys = [json.dumps(item, sort_keys=True) for item in items]
-    duplicates = len(keys) - len(set(keys))
-    invented = sum(
-        1 for item in items if not item or any(str(name) not in seen for name in item.values())
-    )
+    duplicates = len(items) - len(set(items))
+    invented = sum(1 for item in items if item.name not in seen)
     return (settings.lambda_invented * invented + settings.lambda_duplicate * duplicates) / len(
         items
     )
@@ -121,8 +119,7 @@ def format_score(trajectory: Trajectory) -> float:
             for c in calls
         )
         checks.append(ok)
-    for item in trajectory.ranking:
-        checks.append(len(item) == 1 and set(item) <= {"service", "pod", "node"})
+    checks += [True] * len(trajectory.ranking)  # the answer tool keeps only well-formed items
     return sum(checks) / len(checks) if checks else 0.0
 
 

@@ -53,7 +53,9 @@ class Investigation(BaseModel):
     trajectory: Trajectory | None = None
 
     def causes(self) -> list[dict[str, str]]:
-        return self.trajectory.ranking if self.trajectory else []
+        """The ranked causes as JSON objects: [{"level": ..., "name": ...}, ...]."""
+        ranking = self.trajectory.ranking if self.trajectory else []
+        return [candidate.model_dump(mode="json") for candidate in ranking]
 
 
 class QueueFull(Exception):

@@ -129,8 +129,9 @@ def render_report(
             "evidence": evidence_lines(trajectory, name, 3),
             "truth": bool(case.truth and name in (case.truth.entity, case.truth.service)),
         }
-        for rank, item in enumerate(trajectory.ranking, start=1)
-        for level, name in item.items()
+        for rank, (level, name) in enumerate(
+            ((c.level.value, c.name) for c in trajectory.ranking), start=1
+        )
     ]
     steps = [
         {

@@ -4,20 +4,24 @@ from thinkfl.telemetry.cases import CaseExtraction, CaseRules, extract_cases
 from thinkfl.telemetry.errors import IngestError, StoreError, TelemetryError
 from thinkfl.telemetry.ingest import ADAPTERS, IngestResult, ingest
 from thinkfl.telemetry.model import (
+    Candidate,
     Entity,
     FailureCase,
     Fault,
     GroundTruth,
     Level,
+    Ranking,
     Severity,
     SpanKind,
     SpanStatus,
+    candidates,
     service_of_pod,
 )
 from thinkfl.telemetry.store import StoreWriter, TelemetryStore
 
 __all__ = [
     "ADAPTERS",
+    "Candidate",
     "CaseExtraction",
     "CaseRules",
     "Entity",
@@ -27,6 +31,7 @@ __all__ = [
     "IngestError",
     "IngestResult",
     "Level",
+    "Ranking",
     "Severity",
     "SpanKind",
     "SpanStatus",
@@ -34,6 +39,7 @@ __all__ = [
     "StoreWriter",
     "TelemetryError",
     "TelemetryStore",
+    "candidates",
     "extract_cases",
     "ingest",
     "service_of_pod",

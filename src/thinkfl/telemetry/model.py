@@ -117,6 +117,44 @@ class Entity(BaseModel):
     node: str | None = None
 
 
+class Candidate(BaseModel):
+    """A root-cause candidate: one component at its level. Rankings are lists of these from
+    the answer tool to the grader, the evaluation and the command line; the one-key form
+    `{"pod": "cart-1"}` exists only where a model reads or writes JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    level: Level
+    name: str
+
+    @classmethod
+    def parse(cls, item: object) -> Candidate:
+        """A candidate from itself, `{"level": ..., "name": ...}` or the one-key `{level: name}`."""
+        if isinstance(item, Candidate):
+            return item
+        if isinstance(item, dict) and set(item) == {"level", "name"}:
+            return cls(level=Level(item["level"]), name=str(item["name"]))
+        if isinstance(item, dict) and len(item) == 1:
+            ((level, name),) = item.items()
+            return cls(level=Level(level), name=str(name))
+        raise ValueError(f"not a ranking item: {item!r:.80}")
+
+    def as_item(self) -> dict[str, str]:
+        """The one-key JSON form a model prints: {"service"|"pod"|"node": name}."""
+        return {self.level.value: self.name}
+
+    def __str__(self) -> str:
+        return f"{self.level.value}={self.name}"
+
+
+Ranking = list[Candidate]  # most likely first
+
+
+def candidates(items: object) -> list[Candidate]:
+    """A ranking from candidates or their JSON forms (see Candidate.parse)."""
+    return [Candidate.parse(item) for item in (items if isinstance(items, list) else [])]
+
+
 class GroundTruth(BaseModel):
     """The labelled root cause: exactly one entity at one level, and the fault type."""
 

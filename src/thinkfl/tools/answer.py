@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from thinkfl.telemetry import Candidate, Level
 from thinkfl.tools.base import Identifier, Observation, Tool, ToolArguments, identifies
 
 if TYPE_CHECKING:
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 
 class Answer(BaseModel):
-    ranking: list[dict[str, str]] = Field(description='[{"service"|"pod"|"node": name}, ...]')
+    ranking: list[Candidate] = Field(description="the causes as read, most likely first")
     problems: list[str] = Field(default_factory=list)
 
 
@@ -44,7 +45,7 @@ class PrintResults(Tool):
             return box.refuse(
                 tool, 'root_causes must be a list like [{"service": "cartservice"}, ...]'
             )
-        ranking: list[dict[str, str]] = []
+        ranking: list[Candidate] = []
         problems: list[str] = []
         ignored = max(0, len(root_causes) - box.limits.max_answer_items)
         for index, item in enumerate(root_causes[: box.limits.max_answer_items]):
@@ -56,8 +57,8 @@ class PrintResults(Tool):
             entity = box.entities.get(name)
             if entity is None or entity.level.value != level:
                 problems.append(f"item {index + 1}: no {level} named '{name[:60]}'")
-            ranking.append({level: name})
-        text = "results: " + ", ".join(f"{k}={v}" for r in ranking for k, v in r.items())
+            ranking.append(Candidate(level=Level(level), name=name))
+        text = "results: " + ", ".join(str(candidate) for candidate in ranking)
         if ignored:
             text += f" ({ignored} more items not read: {box.limits.max_answer_items} at most)"
         if problems:

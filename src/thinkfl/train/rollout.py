@@ -167,7 +167,7 @@ class Rollouts:
                 "finish": trajectory.finish,
                 "turns": trajectory.turns,
                 "tool_calls": len(trajectory.explored),
-                "ranking": trajectory.ranking,
+                "ranking": [str(candidate) for candidate in trajectory.ranking],
                 "rank": rank,
                 "reward": score.total,
                 "breakdown": score.breakdown,
