@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 from thinkfl.simulate.faults import LEVEL_OF, NODE_METRICS, ActiveFault, FaultType, PodEffect
 from thinkfl.simulate.logs import EXCEPTION_LOG, MIX, LogRole, render
 from thinkfl.simulate.topology import System, make_system
-from thinkfl.telemetry import Entity, Fault, GroundTruth, Level, StoreWriter, TelemetryStore
-from thinkfl.telemetry.cases import CaseRules, extract_cases
+from thinkfl.telemetry import Entity, Fault, GroundTruth, Level, StoreWriter
+from thinkfl.telemetry.cases import CaseRules, seal
 from thinkfl.telemetry.model import LOG_SCHEMA, METRIC_SCHEMA, SPAN_SCHEMA, Manifest
 
 
@@ -595,17 +595,12 @@ def simulate(
             )
             on_case(index)
         writer.add_faults(faults)
-        counts = writer.finish_tables()
-        draft = TelemetryStore.open_unpublished(writer.path)
-        extraction = extract_cases(draft, CaseRules(after_s=settings.fault_s))
-        time_range = draft.time_range()
-        draft.close()
-        writer.write_cases(extraction.cases)
-        return writer.publish(
+        seal(
+            writer,
             Manifest(
                 source_format="simulate",
                 source=f"{settings.system} seed={seed} cases={n_cases} {settings.model_dump_json()}",
-                counts=counts | {"cases": len(extraction.cases)},
-                time_range=time_range,
-            )
+            ),
+            CaseRules(after_s=settings.fault_s),
         )
+        return writer.out

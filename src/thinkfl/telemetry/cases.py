@@ -15,14 +15,22 @@ The labels are never used to choose the entry span (that would leak the answer).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from thinkfl.telemetry.model import EntryAnomaly, FailureCase, Fault, GroundTruth, SpanStatus
-from thinkfl.telemetry.store import TelemetryStore
+from thinkfl.telemetry.model import (
+    EntryAnomaly,
+    FailureCase,
+    Fault,
+    GroundTruth,
+    Manifest,
+    SpanStatus,
+)
+from thinkfl.telemetry.store import StoreWriter, TelemetryStore
 
 
 class CaseRules(BaseModel):
@@ -219,3 +227,32 @@ def restart_through(
     return chosen.model_copy(
         update={"fault_id": case.fault_id, "start_component": f"{level}:{name}"}
     )
+
+
+def seal(
+    writer: StoreWriter,
+    manifest: Manifest,
+    rules: CaseRules | None = None,
+    check: Callable[[StoreWriter], None] = lambda _writer: None,
+) -> tuple[Manifest, CaseExtraction]:
+    """The one tail of every store writer (ingest, simulate): finish the tables, `check` them,
+    build the failure cases, complete the manifest (counts, time range, rejected rows) and
+    publish. Returns the manifest written and the case extraction."""
+    counts = writer.finish_tables()
+    check(writer)
+    draft = TelemetryStore.open_unpublished(writer.path)
+    try:
+        extraction = extract_cases(draft, rules)
+        time_range = draft.time_range()
+    finally:
+        draft.close()
+    writer.write_cases(extraction.cases)
+    final = manifest.model_copy(
+        update={
+            "counts": counts | {"cases": len(extraction.cases)},
+            "time_range": time_range,
+            "rejected_rows": writer.rejected,
+        }
+    )
+    writer.publish(final)
+    return final, extraction

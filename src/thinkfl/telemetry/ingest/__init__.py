@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from thinkfl.telemetry.cases import CaseRules, extract_cases
+from thinkfl.telemetry.cases import CaseRules, seal
 from thinkfl.telemetry.errors import IngestError
 from thinkfl.telemetry.ingest.aiops2022 import Aiops2022Adapter
 from thinkfl.telemetry.ingest.base import Adapter, IngestContext
@@ -20,7 +20,7 @@ from thinkfl.telemetry.ingest.csvread import BadRowBudget
 from thinkfl.telemetry.ingest.nezha import NezhaAdapter
 from thinkfl.telemetry.ingest.otlp import OtlpAdapter
 from thinkfl.telemetry.model import Manifest, RejectedRows
-from thinkfl.telemetry.store import StoreWriter, TelemetryStore
+from thinkfl.telemetry.store import StoreWriter
 
 ADAPTERS: dict[str, Adapter] = {
     adapter.name: adapter for adapter in (NezhaAdapter(), Aiops2022Adapter(), OtlpAdapter())
@@ -78,35 +78,33 @@ def ingest(
     with StoreWriter(Path(out), overwrite=overwrite) as writer:
         context = IngestContext(writer=writer, budget=budget, advance=on_file)
         adapter.load(src, context)
-        counts = writer.finish_tables()
-        if invalid_rows == "fail" and writer.rejected:
-            first = writer.rejected[0]
-            example = first.examples[0] if first.examples else "-"
-            raise IngestError(
-                src,
-                f"{first.table} rows",
-                f"{first.count} row(s) with {first.reason}, e.g. {example}",
-                "repair the export, or pass --invalid-rows skip to leave such rows out (listed "
-                "in the manifest)",
-            )
-        store = TelemetryStore.open_unpublished(writer.path)
-        extraction = extract_cases(store, rules)
-        time_range = store.time_range()
-        store.close()
-        writer.write_cases(extraction.cases)
-        manifest = Manifest(
-            source_format=source_format,
-            source=str(src.resolve()),
-            counts=counts | {"cases": len(extraction.cases)},
-            time_range=time_range,
-            skipped_rows=budget.skipped,
-            rejected_rows=writer.rejected,
-            skipped_files=context.skipped_files,
-            notes=context.notes,
+
+        def refuse_invalid(checked: StoreWriter) -> None:
+            if invalid_rows == "fail" and checked.rejected:
+                first = checked.rejected[0]
+                example = first.examples[0] if first.examples else "-"
+                raise IngestError(
+                    src,
+                    f"{first.table} rows",
+                    f"{first.count} row(s) with {first.reason}, e.g. {example}",
+                    "repair the export, or pass --invalid-rows skip to leave such rows out "
+                    "(listed in the manifest)",
+                )
+
+        manifest, extraction = seal(
+            writer,
+            Manifest(
+                source_format=source_format,
+                source=str(src.resolve()),
+                skipped_rows=budget.skipped,
+                skipped_files=context.skipped_files,
+                notes=context.notes,
+            ),
+            rules,
+            check=refuse_invalid,
         )
-        published = writer.publish(manifest)
     return IngestResult(
-        store=published,
+        store=Path(out),
         counts=manifest.counts,
         cases=len(extraction.cases),
         faults_without_traffic=extraction.faults_without_traffic,
