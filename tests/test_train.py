@@ -425,7 +425,7 @@ def test_lora_gguf_changes_llama_cpp_like_the_hf_adapter(smollm2, smollm2_hf, tm
 
 
 def test_adapter_choice_for_local_models(tmp_path, monkeypatch):
-    from thinkfl.agent import models
+    from thinkfl.models import registry as models
 
     monkeypatch.setattr(models, "ADAPTERS_DIR", tmp_path)
     assert models.resolve_adapter(None, None) is None  # nothing shipped: the bare base
@@ -462,7 +462,7 @@ def test_plain_calls_keep_every_call_and_drop_the_tags(sim_store):
 def test_the_shipped_adapter_is_a_qwen2_lora_for_llama_cpp():
     import gguf
 
-    from thinkfl.agent import models
+    from thinkfl.models import registry as models
 
     path = models.resolve_adapter(None, None)
     assert path is not None and path.parent == models.ADAPTERS_DIR
