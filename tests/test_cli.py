@@ -93,7 +93,7 @@ def test_models_list_names_the_offline_models():
 
 
 def test_an_answer_naming_no_known_entity_is_marked(tmp_path, monkeypatch):
-    import thinkfl.cli as cli
+    import thinkfl.cli.investigate as cli
     from thinkfl.agent import Trajectory
 
     out = tmp_path / "demo"
