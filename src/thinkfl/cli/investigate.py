@@ -208,7 +208,7 @@ def demo(
     model: Annotated[str, typer.Option(help="the local model")] = DEFAULT_MODEL,
 ) -> None:
     """From nothing to a localized failure: ingest the bundled incident, localize it."""
-    sample = Path(__file__).parent / "data" / "demo-aiops2022"
+    sample = Path(__file__).resolve().parents[1] / "data" / "demo-aiops2022"  # thinkfl/data
     console.print(f"[bold]ThinkFL demo[/]: ingesting the bundled synthetic incident {sample.name}")
     ingest("aiops2022", sample, out, force=True, max_bad_rows=0, invalid_rows=InvalidRows.FAIL)
     failure = TelemetryStore.open(out).cases()[0]
