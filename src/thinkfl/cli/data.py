@@ -9,13 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from thinkfl.cli.app import app
@@ -90,15 +83,7 @@ def ingest(
     ] = InvalidRows.SKIP,
 ) -> None:
     """Load telemetry in FORMAT from SRC into a new store at --out, with its failure cases."""
-    progress = Progress(
-        TextColumn("[bold]ingest[/] {task.description:<28}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-        disable=not errors.is_terminal,  # a log file gets the result lines, not bar frames
-    )
+    progress = _counting_progress("[bold]ingest[/] {task.description:<28}")
     task = progress.add_task(source_format, total=None)
     try:
         with progress:

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from thinkfl.telemetry.ingest.otlp import rows_of_request
-from thinkfl.telemetry.model import RejectedRows
+from thinkfl.telemetry.model import RejectedRows, count_rejected
 
 SIGNALS: dict[str, tuple[type[Message], str, str, str]] = {
     # signal: (protobuf request, resource list, scope list, record list)
@@ -68,22 +68,17 @@ def decode(signal: str, content_type: str, body: bytes) -> dict[str, Any]:
 
 def rows(signal: str, request: dict[str, Any]) -> tuple[dict[str, pa.Table], list[RejectedRows]]:
     """Rows of a decoded request, and those left out (impossible times)."""
-    left_out: dict[tuple[str, str], RejectedRows] = {}
+    left_out: list[RejectedRows] = []
 
     def reject(table: str, reason: str, example: str) -> None:
-        entry = left_out.setdefault(
-            (table, reason), RejectedRows(table=table, reason=reason, count=0)
-        )
-        entry.count += 1
-        if len(entry.examples) < 3:
-            entry.examples.append(example[:200])
+        count_rejected(left_out, table, reason, 1, [example])
 
     try:
         tables = rows_of_request(request, reject)
     except (KeyError, TypeError, ValueError, OverflowError) as error:
         problem = f"missing field {error}" if isinstance(error, KeyError) else str(error)
         raise RequestError(f"{SIGNALS[signal][1]}: {problem[:200]}") from None
-    return tables, list(left_out.values())
+    return tables, left_out
 
 
 def _records(

@@ -223,6 +223,22 @@ class RejectedRows(BaseModel):
     examples: list[str] = Field(default_factory=list, description="a few of them, shortened")
 
 
+MAX_REJECTED_EXAMPLES = 3
+
+
+def count_rejected(
+    rejected: list[RejectedRows], table: str, reason: str, count: int, examples: list[str]
+) -> None:
+    """Add `count` refused rows to the entry for (table, reason), keeping a few short examples."""
+    entry = next((r for r in rejected if r.table == table and r.reason == reason), None)
+    if entry is None:
+        entry = RejectedRows(table=table, reason=reason, count=0)
+        rejected.append(entry)
+    entry.count += count
+    room = max(MAX_REJECTED_EXAMPLES - len(entry.examples), 0)
+    entry.examples.extend(example[:200] for example in examples[:room])
+
+
 class Manifest(BaseModel):
     """What a store holds and where it came from: written last, read first."""
 

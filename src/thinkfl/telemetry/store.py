@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from thinkfl.files import atomic_write_json
 from thinkfl.telemetry.errors import StoreError
 from thinkfl.telemetry.model import (
+    MAX_REJECTED_EXAMPLES,
     TABLE_SCHEMAS,
     Entity,
     FailureCase,
@@ -49,6 +50,7 @@ from thinkfl.telemetry.model import (
     Level,
     Manifest,
     RejectedRows,
+    count_rejected,
 )
 
 MANIFEST = "manifest.json"
@@ -111,7 +113,7 @@ _IMPOSSIBLE = {
 # A key that names one row: a second row with the same key and other content is refused
 # (the earliest, then longest, is kept).
 _UNIQUE_KEY = {"spans": ("trace_id, span_id", "start, duration_us DESC, service, operation")}
-MAX_EXAMPLES = 3
+MAX_EXAMPLES = MAX_REJECTED_EXAMPLES
 MAX_NAME_BYTES = 255  # a file name's limit on Linux file systems
 
 CRASH_ENV = "THINKFL_CRASH_AT"
@@ -206,9 +208,6 @@ def recover(out: Path) -> list[str]:
 def sql_literal(value: object) -> str:
     """A value (a path, a name) as a quoted SQL string literal."""
     return "'" + str(value).replace("'", "''") + "'"
-
-
-write_json_atomic = atomic_write_json  # the name the store's callers use
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
@@ -308,17 +307,7 @@ class StoreWriter:
         self._count_rejected(table, reason, 1, [example])
 
     def _count_rejected(self, table: str, reason: str, count: int, examples: list[str]) -> None:
-        for rejected in self.rejected:
-            if rejected.table == table and rejected.reason == reason:
-                rejected.count += count
-                room = MAX_EXAMPLES - len(rejected.examples)
-                rejected.examples.extend(e[:200] for e in examples[: max(room, 0)])
-                return
-        self.rejected.append(
-            RejectedRows(
-                table=table, reason=reason, count=count, examples=[e[:200] for e in examples]
-            )
-        )
+        count_rejected(self.rejected, table, reason, count, examples)
 
     def add_call_edges(self, edges: Iterable[tuple[str, str, float | None]]) -> None:
         """Service call-graph edges (caller, callee, weight) declared by an export."""
@@ -340,10 +329,10 @@ class StoreWriter:
             con.close()
         shutil.rmtree(self._staging)
         faults = self._unique_faults()
-        write_json_atomic(self.path / FAULTS, [f.model_dump(mode="json") for f in faults])
+        atomic_write_json(self.path / FAULTS, [f.model_dump(mode="json") for f in faults])
         if self._call_edges:
             edges = [[s, t, w] for (s, t), w in sorted(self._call_edges.items())]
-            write_json_atomic(self.path / CALL_GRAPH, edges)
+            atomic_write_json(self.path / CALL_GRAPH, edges)
         counts["faults"] = len(faults)
         self._tables_finished = True
         crash_point("tables_finished")
@@ -460,7 +449,7 @@ class StoreWriter:
         return int(pq.ParquetFile(target).metadata.num_rows)
 
     def write_cases(self, cases: Sequence[FailureCase]) -> None:
-        write_json_atomic(self.path / CASES, [c.model_dump(mode="json") for c in cases])
+        atomic_write_json(self.path / CASES, [c.model_dump(mode="json") for c in cases])
 
     def publish(self, manifest: Manifest) -> Path:
         """Write the manifest and move the finished store to its place (atomic rename)."""
@@ -469,7 +458,7 @@ class StoreWriter:
         manifest = manifest.model_copy(
             update={"rejected_rows": manifest.rejected_rows or self.rejected}
         )
-        write_json_atomic(self.path / MANIFEST, manifest.model_dump(mode="json"))
+        atomic_write_json(self.path / MANIFEST, manifest.model_dump(mode="json"))
         crash_point("manifest_written")
         if self.out.exists():
             retired = self._sibling("old")
@@ -712,7 +701,7 @@ class TelemetryStore:
         return [(str(s), str(t), float(w)) for s, t, w in self._read_json(CALL_GRAPH)]
 
     def save_cases(self, cases: Sequence[FailureCase]) -> None:
-        write_json_atomic(self.path / CASES, [c.model_dump(mode="json") for c in cases])
+        atomic_write_json(self.path / CASES, [c.model_dump(mode="json") for c in cases])
 
     def _read_json(self, name: str) -> list[Any]:
         file = self.path / name

@@ -73,12 +73,12 @@ class Toolbox:
     # --- dispatch ------------------------------------------------------------------------
     def call(self, name: str, arguments: dict[str, Any] | None) -> Observation:
         """Run one call; never raises, and the observation is bounded in text and data."""
+        name = str(name)[:100]  # a model may send anything as a name
         try:
-            observation = self._dispatch(str(name)[:100], arguments)
+            observation = self._dispatch(name, arguments)
         except Exception as error:  # the contract: a model's call never ends the case
             observation = self.refuse(
-                str(name)[:100],
-                f"{str(name)[:100]} failed on these arguments ({type(error).__name__})",
+                name, f"{name} failed on these arguments ({type(error).__name__})"
             )
         return self._bounded(observation)
 
