@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
+import json
 
 import pytest
 
 from storekit import build_store, fault
 from test_tools import LOGS, METRICS, SPANS
 from thinkfl.agent import ExpertPolicy, run_case
-from thinkfl.agent.grammar import call_grammar
+from thinkfl.agent.grammar import call_grammar, reply_choices
 from thinkfl.agent.seen import shown_identifiers
 from thinkfl.models.backends import openai_tools
 from thinkfl.tools import TOOL_SPECS, Toolbox, ToolSpec
@@ -30,25 +30,34 @@ def test_the_dialogue_shows_these_identifiers(shown):
     assert shown.names == {"service": ["frontend", "cart"], "pod": ["frontend-0", "cart-1"]}
 
 
-def test_the_grammar_allows_exactly_the_shown_identifiers(shown):
-    text = call_grammar(TOOL_SPECS, shown, "2024-05-01T10:00:00+00:00")
-    rules = dict(line.split(" ::= ", 1) for line in text.splitlines())
-    quoted = re.compile(r'"\\"(.*?)\\""')
-    assert quoted.findall(rules["span-search-traces"]) == shown.spans
-    assert quoted.findall(rules["component-search-logs"]) == [
-        "frontend",
-        "cart",
-        "frontend-0",
-        "cart-1",
+def _arguments(choices, tool: str) -> list[str]:
+    """The first argument of every offered call of `tool`."""
+    calls = [json.loads(call) for call in choices.calls]
+    return [next(iter(c["arguments"].values())) for c in calls if c["name"] == tool]
+
+
+def test_the_choices_allow_exactly_the_shown_identifiers(shown):
+    choices = reply_choices(TOOL_SPECS, shown, "2024-05-01T10:00:00+00:00")
+    assert _arguments(choices, "search_traces") == shown.spans
+    assert _arguments(choices, "search_logs") == ["frontend", "cart", "frontend-0", "cart-1"]
+    assert {json.loads(c)["arguments"].get("timestamp") for c in choices.calls} == {
+        None,  # the span tools take no time
+        "2024-05-01T10:00:00+00:00",
+    }
+    # the answer names shown components at their own level; no node was shown
+    assert [json.loads(c) for c in choices.causes] == [
+        {"service": "frontend"},
+        {"service": "cart"},
+        {"pod": "frontend-0"},
+        {"pod": "cart-1"},
     ]
-    assert quoted.findall(rules["pod-name"]) == ["frontend-0", "cart-1"]
-    assert "node-name" not in rules and "node" not in rules["cause"]  # nothing to name there
-    assert quoted.findall(rules["time"]) == ["2024-05-01T10:00:00+00:00"]
-    # one rule per declared tool, the call wrapped in the protocol's tags
-    assert rules["root"].startswith('"<tool_call>" (call-search-traces | call-search-span')
+    assert choices.answer_open == '{"name": "print_results", "arguments": {"root_causes": ['
+    # the same language as GBNF, for servers that take a grammar; llama.cpp accepts it
+    text = call_grammar(choices)
+    assert text.count('\\"search_traces\\"') == len(shown.spans)
     from llama_cpp import LlamaGrammar
 
-    LlamaGrammar.from_string(text, verbose=False)  # llama.cpp accepts it
+    LlamaGrammar.from_string(text, verbose=False)
 
 
 def test_an_argument_without_an_identifier_kind_is_refused(shown):
@@ -58,7 +67,7 @@ def test_an_argument_without_an_identifier_kind_is_refused(shown):
         parameters={"type": "object", "properties": {"q": {"type": "string"}}, "required": []},
     )
     with pytest.raises(ValueError, match=r"free\.q: no identifier kind"):
-        call_grammar([free], shown, "t")
+        reply_choices([free], shown, "t")
 
 
 def test_endpoints_get_the_schema_without_our_marks():
@@ -79,14 +88,10 @@ def test_calls_already_made_are_left_out(shown, tmp_path):
         "search_logs": {"cart"},
         "search_fluctuating_metrics": {"cart"},
     }
-    rules = dict(
-        line.split(" ::= ", 1) for line in call_grammar(TOOL_SPECS, shown, "t", made).splitlines()
-    )
-    quoted = re.compile(r'"\\"(.*?)\\""')
-    assert quoted.findall(rules["span-search-traces"]) == ["call0001", "cat00001"]
-    assert quoted.findall(rules["span-search-span"]) == shown.spans  # another tool: still open
-    assert "cart" not in quoted.findall(rules["component-search-logs"])
+    choices = reply_choices(TOOL_SPECS, shown, "t", made)
+    assert _arguments(choices, "search_traces") == ["call0001", "cat00001"]
+    assert _arguments(choices, "search_span") == shown.spans  # another tool: still open
+    assert "cart" not in _arguments(choices, "search_logs")
     # every span searched: search_traces is no longer offered, the others still are
-    spent = {"search_traces": set(shown.spans)}
-    root = call_grammar(TOOL_SPECS, shown, "t", spent).splitlines()[0]
-    assert "call-search-traces" not in root and "call-print-results" in root
+    spent = reply_choices(TOOL_SPECS, shown, "t", {"search_traces": set(shown.spans)})
+    assert not _arguments(spent, "search_traces") and spent.answer_open

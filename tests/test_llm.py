@@ -143,40 +143,6 @@ def test_transformers_policy_runs_a_case_end_to_end(smollm2_hf, demo_toolbox):
     assert_valid_trajectory(trajectory, "hf:smollm2")
 
 
-def test_every_sampled_call_under_the_grammar_is_valid_and_names_only_what_was_shown(
-    smollm2, demo_toolbox
-):
-    from thinkfl.agent import ExpertPolicy, Turn
-    from thinkfl.agent.protocol import parse_tool_calls
-    from thinkfl.agent.seen import shown_identifiers
-    from thinkfl.tools import TOOL_SPECS
-
-    # a dialogue part-way: what the expert was shown in its first three calls
-    steps = run_case(demo_toolbox, ExpertPolicy()).steps[:3]
-    case = demo_toolbox.case
-    shown = shown_identifiers(steps, case.entry_span_id, case.entry_service)
-    turn = Turn(case=case, messages=[], steps=steps, tools=TOOL_SPECS)
-    policy = LlamaCppPolicy(smollm2, n_ctx=4096, n_threads=2)
-    grammar = policy.grammar_for(turn)
-    prompt = [{"role": "user", "content": "Call one tool."}]
-    names, spans = set(shown.components), set(shown.spans)
-    for seed in range(12):  # hot sampling: the grammar, not the model, keeps it valid
-        out = policy._llm.create_chat_completion(
-            messages=prompt, temperature=1.8, max_tokens=200, seed=seed, grammar=grammar
-        )
-        text = out["choices"][0]["message"]["content"]
-        (call,) = parse_tool_calls(text)
-        observation = demo_toolbox.call(call.name, call.arguments)
-        assert observation.ok, (text, observation.text)
-        for key, value in call.arguments.items():
-            if key.endswith("span_id"):
-                assert value in spans
-            elif key == "service_name":
-                assert value in names
-            elif key == "root_causes":
-                assert all(v in shown.names[k] for item in value for k, v in item.items())
-
-
 def test_the_demo_ends_with_a_ranked_root_cause_and_no_engine_chatter(tmp_path):
     """What a new user sees first: `thinkfl demo` with the default model and the shipped
     adapter (pulled like a user's first run when not cached)."""

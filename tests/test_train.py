@@ -221,6 +221,7 @@ def tiny_config(stage: str, run: Path, base: Path, store: Path) -> TrainConfig:
                 "generations": 2,
                 "learning_rate": 1e-2,
                 "repeat_questions": 2,
+                "rollout_engine": "transformers",  # a random HF model has no GGUF
                 "budget": {"max_depth": 2, "hard_cap": 3, "max_tokens_per_turn": 16},
             },
             "save_steps": 1,
@@ -289,6 +290,47 @@ def test_every_stage_trains_through_the_agent_loop(tiny_base, sim_store, tmp_pat
     assert len(read_rows(run / "stage3" / "rollouts.jsonl")) == 3 * config.grpo.generations
     png = report(run)
     assert png.is_file() and png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_grpo_rollouts_from_llama_cpp_follow_the_trained_adapter(smollm2, sim_store, tmp_path):
+    """SmolLM2 trained by GRPO with rollouts from the llama.cpp engine: the adapter is
+    exported and swapped in at every step, and TRL's importance-sampling correction reads
+    the engine's log-probs."""
+    from thinkfl.train import run_stage
+    from thinkfl.train.observe import read_rows
+
+    common = {
+        "run": tmp_path / "run",
+        "data": {"stores": [sim_store], "val_fraction": 0.0},
+        "model": {"base": "smollm2-135m", "dtype": "float32", "lora_r": 4, "lora_alpha": 8},
+    }
+    sft = {"max_examples": 1, "keep_rank": 10, "epochs": 1, "gradient_accumulation": 1}
+    run_stage(TrainConfig.model_validate({**common, "stage": "sft", "sft": sft}))
+    config = TrainConfig.model_validate(
+        {
+            **common,
+            "stage": "stage1",
+            "grpo": {
+                "steps": 2,
+                "generations": 2,
+                "learning_rate": 1e-2,
+                "temperature": 1.0,
+                "budget": {"max_depth": 2, "hard_cap": 3},
+            },
+        }
+    )
+    result = run_stage(config)
+    rows = [r for r in read_rows(result.folder / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2]
+    # the engine's log-probs reached the trainer: it measured their gap to its own
+    gaps = [float(r["sampling/sampling_logp_difference/mean"]) for r in rows]
+    assert all(0 < gap < 0.5 for gap in gaps), gaps
+    rollouts = read_rows(result.folder / "rollouts.jsonl")
+    assert len(rollouts) == 4 and all(r["finish"] != "error" for r in rollouts)
+    # the second step's rollouts ran with the adapter the first step exported
+    assert (result.folder / "engine" / "adapter.gguf").is_file()
+    assert result.gguf is not None and result.gguf.stat().st_size > 0
 
 
 @pytest.mark.slow

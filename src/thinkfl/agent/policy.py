@@ -28,6 +28,8 @@ class Reply(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)  # native tool calling, if any
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    token_ids: list[int] | None = None  # the reply's tokens, where the backend reports them
+    logprobs: list[float] | None = None  # per token of `token_ids`, when asked for
 
 
 class Policy(Protocol):

@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 
-from thinkfl.agent.grammar import call_grammar, calls_made
+from thinkfl.agent.grammar import ReplyChoices, turn_choices
 from thinkfl.agent.policy import Reply, Turn
 from thinkfl.agent.protocol import CLOSE, OPEN, ToolCall
-from thinkfl.agent.seen import shown_identifiers
 from thinkfl.agent.trajectory import Message
 from thinkfl.tools import ToolSpec
 
@@ -72,8 +71,21 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+def turn_choices_of(turn: Turn) -> ReplyChoices:
+    """The reply choices of `turn`: its tools, naming what its steps have shown."""
+    case = turn.case
+    return turn_choices(
+        turn.tools, turn.steps, case.entry_span_id, case.entry_service, case.entry_start.isoformat()
+    )
+
+
 class LlamaCppPolicy:
-    """A GGUF model run in-process by llama.cpp (CPU by default). One call at a time."""
+    """A GGUF model run in-process by llama.cpp (CPU by default). One call at a time.
+
+    Constrained (the default): each reply is decoded under the turn's choices by the
+    `LlamaEngine` (a new call naming only shown identifiers). Unconstrained: free text,
+    parsed leniently by the loop.
+    """
 
     native_tools = False
 
@@ -86,45 +98,58 @@ class LlamaCppPolicy:
         n_gpu_layers: int = 0,
         lora_path: Path | str | None = None,
         constrained: bool = True,
+        prompt_cache: Path | None = None,
     ) -> None:
-        from llama_cpp import Llama  # optional dependency, imported only when used
+        from thinkfl.models.engine import LlamaEngine
 
-        quiet_llama_cpp()
+        self.engine = LlamaEngine(
+            model_path, n_ctx, n_threads, seed, n_gpu_layers, lora_path, prompt_cache
+        )
         self.path = Path(model_path)
         self.name = f"llama.cpp:{self.path.name}"
         if lora_path is not None:
             self.name += f"+{Path(lora_path).name}"
-        self._llm = Llama(
-            model_path=str(self.path),
-            n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count(),
-            seed=seed,
-            n_gpu_layers=n_gpu_layers,
-            lora_path=str(lora_path) if lora_path is not None else None,
-            verbose=False,
-        )
-        self._lock = threading.Lock()
+        self._llm = self.engine.llm
         self.constrained = constrained
+        self.logprobs = False  # rollouts ask for the written tokens' log-probs
 
-    def grammar_for(self, turn: Turn) -> Any:
-        """One call of the offered tools naming only what the dialogue has shown."""
-        from llama_cpp import LlamaGrammar
-
-        case = turn.case
-        shown = shown_identifiers(turn.steps, case.entry_span_id, case.entry_service)
-        made = calls_made(turn.steps, turn.tools)
-        text = call_grammar(turn.tools, shown, case.entry_start.isoformat(), made)
-        return LlamaGrammar.from_string(text, verbose=False)
+    def _system_prefix(self, messages: list[dict[str, Any]], prompt: list[int]) -> int:
+        """How many tokens of `prompt` the system message alone renders to (the part every
+        case shares), 0 without a prompt cache or a system message."""
+        if self.engine.prompt_cache is None or not messages or messages[0]["role"] != "system":
+            return 0
+        alone = self.engine.prompt_tokens(messages[:1])
+        length = 0
+        for ours, theirs in zip(alone, prompt, strict=False):
+            if ours != theirs:
+                break
+            length += 1
+        return length
 
     def respond(self, turn: Turn) -> Reply:
-        grammar = self.grammar_for(turn) if self.constrained else None
-        with self._lock:
+        messages = chat_messages(turn.messages, native_tools=False)
+        if self.constrained:
+            prompt = self.engine.prompt_tokens(messages)
+            generation = self.engine.generate(
+                prompt,
+                turn_choices_of(turn),
+                turn.temperature,
+                logprobs=self.logprobs,
+                keep_on_disk=self._system_prefix(messages, prompt),
+            )
+            return Reply(
+                text=generation.text,
+                prompt_tokens=generation.prompt_tokens,
+                completion_tokens=len(generation.tokens),
+                token_ids=generation.tokens,
+                logprobs=generation.logprobs,
+            )
+        with self.engine.lock:
             out = self._llm.create_chat_completion(
-                messages=chat_messages(turn.messages, native_tools=False),
+                messages=messages,
                 temperature=turn.temperature,
                 max_tokens=turn.max_tokens,
                 stop=[CLOSE],
-                grammar=grammar,
             )
         choice = out["choices"][0]
         usage = out.get("usage") or {}
@@ -258,16 +283,21 @@ class TransformersPolicy:
 
     native_tools = False
 
-    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
+    def __init__(self, model: Any, tokenizer: Any, name: str, constrained: bool = True) -> None:
         import torch  # optional dependency, imported only when used
 
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.constrained = constrained
         self._torch = torch
         self._lock = threading.Lock()
 
     @classmethod
     def load(
-        cls, model_dir: Path | str, device: str = "cpu", dtype: str = "float32"
+        cls,
+        model_dir: Path | str,
+        device: str = "cpu",
+        dtype: str = "float32",
+        constrained: bool = True,
     ) -> TransformersPolicy:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -285,7 +315,7 @@ class TransformersPolicy:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
         tokenizer = AutoTokenizer.from_pretrained(path)
         model.to(device).eval()
-        return cls(model, tokenizer, f"hf:{path.name}")
+        return cls(model, tokenizer, f"hf:{path.name}", constrained)
 
     def respond(self, turn: Turn) -> Reply:
         encoded = self.tokenizer.apply_chat_template(
@@ -299,23 +329,36 @@ class TransformersPolicy:
             if turn.temperature > 0
             else {"do_sample": False}
         )
+        prompt_length = encoded["input_ids"].shape[1]
+        ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        ends |= set(_as_list(self.model.generation_config.eos_token_id))
+        ends.discard(None)
+        constraint: dict[str, Any] = {"stop_strings": [CLOSE], "tokenizer": self.tokenizer}
+        if self.constrained:
+            from transformers import LogitsProcessorList
+
+            from thinkfl.models.constrained import ChoiceLogitsProcessor
+
+            processor = ChoiceLogitsProcessor(
+                turn_choices_of(turn),
+                lambda text: self.tokenizer.encode(text, add_special_tokens=False),
+                prompt_length,
+                sorted(ends),
+            )
+            constraint = {"logits_processor": LogitsProcessorList([processor])}
         with self._lock, self._torch.no_grad():
             output = self.model.generate(
                 **encoded,
                 use_cache=True,
                 max_new_tokens=turn.max_tokens,
-                stop_strings=[CLOSE],
-                tokenizer=self.tokenizer,
                 pad_token_id=self.tokenizer.eos_token_id,
+                **constraint,
                 **sampling,
             )
-        prompt_length = encoded["input_ids"].shape[1]
         new_tokens = output[0][prompt_length:].tolist()
         # Keep special tokens the model wrote (Qwen's <tool_call> is one) so the text
         # re-tokenizes to what was generated (training re-tokenizes it); drop only the
         # end-of-turn / padding the chat template adds back.
-        ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
-        ends |= set(_as_list(self.model.generation_config.eos_token_id))
         while new_tokens and new_tokens[-1] in ends:
             new_tokens.pop()
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=False)

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from thinkfl.agent.expert import ExpertPolicy
 from thinkfl.agent.policy import Policy
-from thinkfl.models.registry import DEFAULT_MODEL, resolve_adapter, resolve_gguf
+from thinkfl.models.registry import DEFAULT_MODEL, cache_dir, resolve_adapter, resolve_gguf
 
 
 class PolicyKind(StrEnum):
@@ -36,7 +36,12 @@ def make_policy(
         from thinkfl.models.backends import LlamaCppPolicy
 
         lora = resolve_adapter(model, adapter)
-        return LlamaCppPolicy(resolve_gguf(model or DEFAULT_MODEL), n_ctx=n_ctx, lora_path=lora)
+        return LlamaCppPolicy(
+            resolve_gguf(model or DEFAULT_MODEL),
+            n_ctx=n_ctx,
+            lora_path=lora,
+            prompt_cache=cache_dir().parent / "prompt-cache",
+        )
     if kind == PolicyKind.HF:
         if not model:
             raise PolicyError("--policy hf needs --model PATH to a Hugging Face model directory")

@@ -66,6 +66,11 @@ class ModelSettings(Strict):
         ]
     )
     gradient_checkpointing: bool = False
+    gguf: str | None = Field(
+        None,
+        description="the GGUF of the base for llama.cpp rollouts when `base` is an HF "
+        "directory (a registry base uses its own GGUF)",
+    )
 
 
 class DataSettings(Strict):
@@ -105,6 +110,21 @@ class GRPOSettings(Strict):
     learning_rate: float = Field(1e-5, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient to the base model (0: no KL)")
     temperature: float = Field(0.7, gt=0)
+    rollout_engine: Literal["llama.cpp", "transformers"] = Field(
+        "llama.cpp",
+        description="what generates rollouts (use_vllm overrides): llama.cpp with the "
+        "trained LoRA swapped in after each step and importance-sampling correction, or the "
+        "trained model itself through transformers (slow; the reference)",
+    )
+    importance_sampling: Literal[
+        "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"
+    ] = Field(
+        "token_truncate",
+        description="how TRL corrects for the rollout engine's log-prob mismatch (per token "
+        "ratios clipped at importance_sampling_clip: a quantized engine's per-token "
+        "differences add up over a long dialogue, which sequence-level ratios would mask)",
+    )
+    importance_sampling_clip: float = Field(3.0, gt=1)
     budget: Budget = Field(
         default_factory=lambda: Budget(max_depth=8, hard_cap=12, max_tokens_per_turn=160)
     )
