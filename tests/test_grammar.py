@@ -24,9 +24,10 @@ def shown(tmp_path):
 
 
 def test_the_dialogue_shows_these_identifiers(shown):
-    # entry span, the root's two children, cart0001 (searched) and where each ran; no node
-    # has been shown yet (the trace rows of this store carry none)
-    assert shown.spans == ["root0001", "call0001", "cat00001", "cart0001"]
+    # entry span, the root's first child and the evidence it points to below it (cart0001,
+    # searched next), the second child, and where each ran; no node has been shown yet (the
+    # trace rows of this store carry none)
+    assert shown.spans == ["root0001", "call0001", "cart0001", "cat00001"]
     assert shown.names == {"service": ["frontend", "cart"], "pod": ["frontend-0", "cart-1"]}
 
 

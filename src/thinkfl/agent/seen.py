@@ -112,10 +112,14 @@ def shown_identifiers(steps: list[Step], entry_span: str, entry_service: str) ->
         data = step.data
         shown.add_span(data.get("parent"))
         shown.add_span(data.get("span"))
-        for row in [*data.get("rows", []), data.get("where", {})]:
+        for row in [*data.get("rows", []), data.get("where", {}), data.get("parent_flags", {})]:
             shown.add_span(row.get("span_id"))
             for level in LEVELS:
                 shown.add_name(level, row.get(level))
+            # the strongest evidence below a child: its span, component and service
+            shown.add_span(row.get("below_span"))
+            shown.add_name(row.get("below_level"), row.get("below_at"))
+            shown.add_name("service", row.get("below_service"))
         for row in data.get("scores", []):
             shown.add_name(row["level"], row["name"])
         for item in [*data.get("evidence", []), *data.get("shifts", [])]:

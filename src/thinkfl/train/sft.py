@@ -19,6 +19,7 @@ from thinkfl.agent import (
     run_case,
     save_jsonl,
 )
+from thinkfl.agent.grammar import MAX_CAUSES
 from thinkfl.agent.policy import Policy
 from thinkfl.files import atomic_path
 from thinkfl.grader import MatchLevel, rank_of_truth
@@ -79,14 +80,23 @@ def collect_demonstrations(
     return kept
 
 
+def _within_choices(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A ranking cut to the `MAX_CAUSES` the constrained decoder lets a model print."""
+    return {k: v[:MAX_CAUSES] if isinstance(v, list) else v for k, v in arguments.items()}
+
+
 def plain_calls(messages: list[Message]) -> list[Message]:
-    """Assistant turns rewritten as their tool calls in bare JSON, one per line."""
+    """Assistant turns rewritten as their tool calls in bare JSON, one per line: the form a
+    constrained decoder writes (thinkfl.agent.grammar)."""
     rewritten = []
     for message in messages:
         calls = parse_tool_calls(message.content) if message.role == "assistant" else []
         if calls:
             text = "\n".join(
-                json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False)
+                json.dumps(
+                    {"name": c.name, "arguments": _within_choices(c.arguments)},
+                    ensure_ascii=False,
+                )
                 for c in calls
             )
             message = message.model_copy(update={"content": text})
