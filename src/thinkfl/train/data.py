@@ -30,7 +30,9 @@ class Question:
 
     @property
     def fault_key(self) -> str:
-        return f"{self.store_path}/{self.case.fault_id}"
+        """The store's folder name and the fault: the split does not depend on where the
+        store lives (an evaluation elsewhere finds the same held-out faults)."""
+        return f"{self.store_path.name}/{self.case.fault_id}"
 
     def toolbox(self) -> Toolbox:
         return Toolbox(self.store, self.case)

@@ -1,0 +1,112 @@
+"""Methods on held-out cases, same cases for every row: issue 13's results table.
+
+    python bench/heldout.py --store HELDOUT_SIM --cases 10 --faults-of NEZHA \\
+        --method expert=expert --method base=local:none --method sft=local [--out DIR]
+
+`--store S --cases N`: the first N cases of S (a store no training config names).
+`--faults-of S`: the cases of S whose fault the training split holds out
+(`thinkfl.train.data.split_by_fault`, `--val-fraction`, `--split-seed`: the values the
+training configs use). A method is NAME=KIND[:ADAPTER] (KIND as for `thinkfl eval -p`;
+ADAPTER a GGUF LoRA file or `none`). Prints one markdown row per method and set: R@1, R@3,
+MRR (strict), finishes, tokens the policy read and wrote, the final dialogue's length in the
+default model's tokens (p50/max), and seconds per case (p50/p95). Trajectories go to DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from thinkfl.agent import Budget, run_case, save_jsonl
+from thinkfl.grader import MatchLevel, rank_of_truth
+from thinkfl.models.backends import chat_messages
+from thinkfl.models.factory import make_policy
+from thinkfl.models.registry import DEFAULT_MODEL, resolve_gguf
+from thinkfl.telemetry import TelemetryStore
+from thinkfl.tools import Toolbox
+from thinkfl.train.data import load_questions, split_by_fault
+
+
+def dialogue_tokens():
+    """Token count of a whole dialogue in the default model's chat format."""
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    vocab = Llama(model_path=str(resolve_gguf(DEFAULT_MODEL)), vocab_only=True, verbose=False)
+    formatter = Jinja2ChatFormatter(vocab.metadata["tokenizer.chat_template"], "", "")
+
+    def count(messages) -> int:
+        text = formatter(messages=chat_messages(messages, native_tools=False)).prompt
+        return len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+
+    return count
+
+
+def case_sets(args) -> dict[str, tuple[TelemetryStore, list]]:
+    sets = {}
+    for path in args.store:
+        store = TelemetryStore.open(path)
+        sets[path.name] = (store, store.cases()[: args.cases or None])
+    for path in args.faults_of:
+        _, held = split_by_fault(load_questions([path]), args.val_fraction, args.split_seed)
+        store = TelemetryStore.open(path)
+        sets[f"{path.name} held-out faults"] = (store, [q.case for q in held])
+    return sets
+
+
+def row(name: str, set_name: str, trajectories, store, count) -> str:
+    entities = store.entities()
+    ranks = [rank_of_truth(t.ranking, t.truth, entities, MatchLevel.STRICT) for t in trajectories]
+    n = len(trajectories)
+    finishes = "/".join(
+        str(sum(t.finish == f for t in trajectories))
+        for f in ("printed", "forced", "fallback", "no_answer")
+    )
+    lengths = [count(t.messages) for t in trajectories]
+    seconds = [t.seconds for t in trajectories]
+    return (
+        f"| {set_name} ({n}) | {name} | {sum(r == 0 for r in ranks) / n:.3f} "
+        f"| {sum(r is not None and r < 3 for r in ranks) / n:.3f} "
+        f"| {sum(1 / (r + 1) for r in ranks if r is not None) / n:.3f} | {finishes} "
+        f"| {statistics.mean(t.prompt_tokens + t.completion_tokens for t in trajectories):,.0f} "
+        f"| {statistics.median(lengths):,.0f} / {max(lengths):,} "
+        f"| {statistics.median(seconds):.1f} / {np.percentile(seconds, 95):.1f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, action="append", default=[])
+    parser.add_argument("--cases", type=int, default=10)
+    parser.add_argument("--faults-of", type=Path, action="append", default=[])
+    parser.add_argument("--val-fraction", type=float, default=0.3)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--method", action="append", required=True)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/heldout"))
+    args = parser.parse_args()
+    sets, count, rows = case_sets(args), dialogue_tokens(), []
+    for method in args.method:
+        name, _, spec = method.partition("=")
+        kind, _, adapter = spec.partition(":")
+        policy = make_policy(kind, adapter=adapter or None)
+        for set_name, (store, cases) in sets.items():
+            trajectories = [run_case(Toolbox(store, case), policy, Budget()) for case in cases]
+            args.out.mkdir(parents=True, exist_ok=True)
+            path = args.out / f"{set_name.replace(' ', '-')}-{name}.jsonl"
+            path.unlink(missing_ok=True)
+            save_jsonl(trajectories, path)
+            rows.append(row(name, set_name, trajectories, store, count))
+            print(rows[-1], flush=True)
+    print(
+        "\n| set | method | R@1 | R@3 | MRR | printed/forced/fallback/none | tokens/case "
+        "| dialogue tokens p50/max | s/case p50/p95 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
