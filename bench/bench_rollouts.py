@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--threads", type=int, default=None, help="each engine (default: all)")
     args = parser.parse_args()
 
     import torch
@@ -52,6 +53,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     store = TelemetryStore.open(args.store)
     cases = store.cases()[: args.cases]
     budget = Budget(
@@ -66,7 +69,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-rollouts-"))
     peft_dir = import_lora_gguf(adapter, base, work / "peft") if adapter else None
 
-    engine = LlamaCppPolicy(pull(args.model), n_ctx=8192, lora_path=adapter, seed=0)
+    engine = LlamaCppPolicy(
+        pull(args.model), n_ctx=8192, n_threads=args.threads, lora_path=adapter, seed=0
+    )
     engine.logprobs = True
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if peft_dir is not None:

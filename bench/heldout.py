@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, action="append", default=[])
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--faults-of", type=Path, action="append", default=[])
-    parser.add_argument("--val-fraction", type=float, default=0.3)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--method", action="append", required=True)
     parser.add_argument("--out", type=Path, default=Path("bench/out/heldout"))
