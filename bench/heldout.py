@@ -9,18 +9,21 @@
 training configs use). A method is NAME=KIND[:ADAPTER] (KIND as for `thinkfl eval -p`;
 ADAPTER a GGUF LoRA file or `none`). Prints one markdown row per method and set: R@1, R@3,
 MRR (strict), finishes, tokens the policy read and wrote, the final dialogue's length in the
-default model's tokens (p50/max), and seconds per case (p50/p95). Trajectories go to DIR.
+default model's tokens (p50/max), and seconds per case (p50/p95); R@1 (service) counts a
+pod's service as a match. Trajectories go to DIR; `--reuse` scores the ones already there.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from thinkfl.agent import Budget, run_case, save_jsonl
+from thinkfl.agent import Budget, load_jsonl, run_case, save_jsonl
+from thinkfl.files import atomic_path
 from thinkfl.grader import MatchLevel, rank_of_truth
 from thinkfl.models.backends import chat_messages
 from thinkfl.models.factory import make_policy
@@ -60,6 +63,9 @@ def case_sets(args) -> dict[str, tuple[TelemetryStore, list]]:
 def row(name: str, set_name: str, trajectories, store, count) -> str:
     entities = store.entities()
     ranks = [rank_of_truth(t.ranking, t.truth, entities, MatchLevel.STRICT) for t in trajectories]
+    service = [
+        rank_of_truth(t.ranking, t.truth, entities, MatchLevel.SERVICE) for t in trajectories
+    ]
     n = len(trajectories)
     finishes = "/".join(
         str(sum(t.finish == f for t in trajectories))
@@ -70,7 +76,8 @@ def row(name: str, set_name: str, trajectories, store, count) -> str:
     return (
         f"| {set_name} ({n}) | {name} | {sum(r == 0 for r in ranks) / n:.3f} "
         f"| {sum(r is not None and r < 3 for r in ranks) / n:.3f} "
-        f"| {sum(1 / (r + 1) for r in ranks if r is not None) / n:.3f} | {finishes} "
+        f"| {sum(1 / (r + 1) for r in ranks if r is not None) / n:.3f} "
+        f"| {sum(r == 0 for r in service) / n:.3f} | {finishes} "
         f"| {statistics.mean(t.prompt_tokens + t.completion_tokens for t in trajectories):,.0f} "
         f"| {statistics.median(lengths):,.0f} / {max(lengths):,} "
         f"| {statistics.median(seconds):.1f} / {np.percentile(seconds, 95):.1f} |"
@@ -86,25 +93,30 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--method", action="append", required=True)
     parser.add_argument("--out", type=Path, default=Path("bench/out/heldout"))
+    parser.add_argument("--reuse", action="store_true", help="score the trajectories in --out")
     args = parser.parse_args()
     sets, count, rows = case_sets(args), dialogue_tokens(), []
     for method in args.method:
         name, _, spec = method.partition("=")
         kind, _, adapter = spec.partition(":")
-        policy = make_policy(kind, adapter=adapter or None)
+        policy = cache(partial(make_policy, kind, adapter=adapter or None))  # built on first use
         for set_name, (store, cases) in sets.items():
-            trajectories = [run_case(Toolbox(store, case), policy, Budget()) for case in cases]
-            args.out.mkdir(parents=True, exist_ok=True)
             path = args.out / f"{set_name.replace(' ', '-')}-{name}.jsonl"
-            path.unlink(missing_ok=True)
-            save_jsonl(trajectories, path)
+            if args.reuse and path.is_file():
+                trajectories = list(load_jsonl(path))
+            else:
+                trajectories = [run_case(Toolbox(store, c), policy(), Budget()) for c in cases]
+                args.out.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path) as temporary:
+                    save_jsonl(trajectories, temporary)
             rows.append(row(name, set_name, trajectories, store, count))
             print(rows[-1], flush=True)
     print(
-        "\n| set | method | R@1 | R@3 | MRR | printed/forced/fallback/none | tokens/case "
+        "\n| set | method | R@1 | R@3 | MRR | R@1 (service) | printed/forced/fallback/none "
+        "| tokens/case "
         "| dialogue tokens p50/max | s/case p50/p95 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 
