@@ -7,7 +7,7 @@ Each store's solved dialogues go to `RUN/sft/demonstrations/STORE.jsonl` (a stor
 collected is reused); all of them, store by store in turn up to `sft.max_examples`, are merged
 into `RUN/sft/demonstrations.jsonl`, the file `thinkfl train` trains on (it collects only
 when that file is missing). Prints questions, solved, fault types covered and dialogue
-length in the default model's tokens (p50/max) per store.
+length in the default model's tokens (p50/max) per store (`--tokens-of` another registry model).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from heldout import dialogue_tokens
 from thinkfl.agent import Trajectory, load_jsonl, save_jsonl
 from thinkfl.files import atomic_path
+from thinkfl.models.registry import DEFAULT_MODEL
 from thinkfl.train.config import TrainConfig, TrainError, load_config
 from thinkfl.train.data import load_questions, split_by_fault
 from thinkfl.train.sft import collect_demonstrations
@@ -47,13 +48,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--tokens-of", default=DEFAULT_MODEL, help="registry model to count with")
     args = parser.parse_args()
     config = load_config(args.config)
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(
             pool.map(collect_store, [config] * len(config.data.stores), config.data.stores)
         )
-    count, by_store = dialogue_tokens(), {}
+    count, by_store = dialogue_tokens(args.tokens_of), {}
     print("| store | training questions | solved (top 3) | fault types | tokens p50 / max |")
     print("|---|---|---|---|---|")
     for name, questions, path in results:

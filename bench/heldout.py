@@ -10,7 +10,8 @@ training configs use). A method is NAME=KIND[:ADAPTER] (KIND as for `thinkfl eva
 ADAPTER a GGUF LoRA file or `none`). Prints one markdown row per method and set: R@1, R@3,
 MRR (strict), finishes, tokens the policy read and wrote, the final dialogue's length in the
 default model's tokens (p50/max), and seconds per case (p50/p95); R@1 (service) counts a
-pod's service as a match. Trajectories go to DIR; `--reuse` scores the ones already there.
+pod's service as a match. Trajectories go to DIR; `--reuse` scores the ones already there
+(when they are of the same cases).
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from thinkfl.tools import Toolbox
 from thinkfl.train.data import load_questions, split_by_fault
 
 
-def dialogue_tokens():
-    """Token count of a whole dialogue in the default model's chat format."""
+def dialogue_tokens(model: str = DEFAULT_MODEL):
+    """Token count of a whole dialogue in a registry model's chat format (default: the
+    default model)."""
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    vocab = Llama(model_path=str(resolve_gguf(DEFAULT_MODEL)), vocab_only=True, verbose=False)
+    vocab = Llama(model_path=str(resolve_gguf(model)), vocab_only=True, verbose=False)
     formatter = Jinja2ChatFormatter(vocab.metadata["tokenizer.chat_template"], "", "")
 
     def count(messages) -> int:
@@ -102,8 +104,9 @@ def main() -> None:
         policy = cache(partial(make_policy, kind, adapter=adapter or None))  # built on first use
         for set_name, (store, cases) in sets.items():
             path = args.out / f"{set_name.replace(' ', '-')}-{name}.jsonl"
-            if args.reuse and path.is_file():
-                trajectories = list(load_jsonl(path))
+            saved = list(load_jsonl(path)) if args.reuse and path.is_file() else []
+            if [t.case_id for t in saved] == [c.case_id for c in cases]:
+                trajectories = saved  # the same cases: score them again
             else:
                 trajectories = [run_case(Toolbox(store, c), policy(), Budget()) for c in cases]
                 args.out.mkdir(parents=True, exist_ok=True)

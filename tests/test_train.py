@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from thinkfl.agent import ExpertPolicy, run_case
+from thinkfl.agent import ExpertPolicy, load_jsonl, run_case
 from thinkfl.grader import STAGES, MultiFactorGrader, Weights
 from thinkfl.simulate import simulate
 from thinkfl.telemetry import TelemetryStore
@@ -339,7 +339,7 @@ def test_rollouts_mask_tool_observations(tiny_base, sim_store, tmp_path):
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from thinkfl.agent import Budget, load_jsonl
+    from thinkfl.agent import Budget
     from thinkfl.train.observe import RolloutLog
     from thinkfl.train.rollout import Rollouts
 
@@ -606,3 +606,40 @@ def test_gpu_path_script_records_facts_and_speed_on_a_cpu(smollm2_hf, tmp_path):
     cpu = phases["speed (GPU bf16 vs CPU float32)"]["cpu_float32"]
     assert cpu["step_256_s"] > 0 and cpu["generate_tok_per_s"] > 0
     assert "## facts" in (out / "summary.md").read_text()
+
+
+def test_demonstrations_script_collects_per_store_merges_and_reuses(sim_store, smollm2, tmp_path):
+    """bench/demonstrations.py: the teacher on the training split, one file per store, merged
+    into the file `thinkfl train` reads, a store already collected is not collected again."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "sft.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "stage": "sft",
+                "run": str(tmp_path / "run"),
+                "data": {"stores": [str(sim_store)], "val_fraction": 0.2},
+                "sft": {"keep_rank": 3, "max_examples": 2},
+            }
+        )
+    )
+    command = [sys.executable, str(REPO / "bench" / "demonstrations.py"), str(config)]
+    command += ["--workers", "1", "--tokens-of", "smollm2-135m"]
+    first = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+
+    train, _ = split_by_fault(load_questions([sim_store]), 0.2)
+    per_store = tmp_path / "run" / "sft" / "demonstrations" / f"{sim_store.name}.jsonl"
+    solved = list(load_jsonl(per_store))
+    assert 1 <= len(solved) <= len(train)
+    assert {t.case_id for t in solved} <= {q.case.case_id for q in train}
+    assert f"| {sim_store.name} | {len(train)} | {len(solved)} |" in first.stdout
+    merged = list(load_jsonl(tmp_path / "run" / "sft" / "demonstrations.jsonl"))
+    assert [t.case_id for t in merged] == [t.case_id for t in solved][:2]  # sft.max_examples
+
+    written = per_store.stat().st_mtime_ns
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    assert per_store.stat().st_mtime_ns == written
