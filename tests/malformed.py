@@ -368,9 +368,10 @@ INGEST_ERRORS: list[Malformed] = [
         "otlp-trace-id-a-number",
         lambda d: otlp(d, spans_request(span(traceId=12345))),
         2,
-        "error: {d}/src/export.json: line 1: not an OTLP export request ('traceId' must be a "
-        "non-empty hex string, not 12345). Fix: each line must hold resourceSpans, "
-        "resourceMetrics or resourceLogs as the OTLP/JSON encoding defines them",
+        "error: {d}/src/export.json: line 1: not an OTLP export request "
+        "(resourceSpans[0].scopeSpans[0].spans[0].traceId: int, expected 32 hex digits). Fix: "
+        "each line must hold resourceSpans, resourceMetrics or resourceLogs as the OTLP/JSON "
+        "encoding defines them",
     ),
     Malformed(
         "otlp-scope-spans-null-item",
@@ -402,7 +403,7 @@ INGEST_ERRORS: list[Malformed] = [
     ),
     Malformed(
         "otlp-span-without-start",
-        lambda d: otlp(d, spans_request({"traceId": "ab", "spanId": "cd"})),
+        lambda d: otlp(d, spans_request({"traceId": "ab" * 16, "spanId": "cd" * 8})),
         2,
         "error: {d}/src/export.json: line 1: not an OTLP export request (missing field "
         "'startTimeUnixNano'). Fix: each line must hold resourceSpans, resourceMetrics or "

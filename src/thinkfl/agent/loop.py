@@ -293,6 +293,10 @@ class _Run:
         except Exception as error:  # a backend failure ends this case, not the evaluation
             t.error = f"{type(error).__name__}: {error}"
             t.finish = Finish.ERROR
+        if self.toolbox.store_failures:  # a damaged store never answers
+            t.store_failures = list(self.toolbox.store_failures)
+            t.error = f"{t.store_failures[0]}. Fix: check it with `thinkfl info`, ingest again"
+            t.finish, t.ranking = Finish.ERROR, []
         t.seconds = time.monotonic() - self.started
         return t
 

@@ -67,6 +67,10 @@ class Trajectory(BaseModel):
     policy_seconds: float = 0.0
     tool_seconds: float = 0.0
     error: str | None = None
+    store_failures: list[str] = Field(
+        default_factory=list,
+        description="tool calls the store failed underneath (a damaged file): no answer stands",
+    )
 
     @field_validator("ranking", mode="before")
     @classmethod

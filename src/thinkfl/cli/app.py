@@ -15,6 +15,7 @@ from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
 from thinkfl.cli.ui import _fail, errors
+from thinkfl.files import SpecialFileError
 from thinkfl.models.factory import PolicyError
 from thinkfl.models.registry import (
     ModelError,
@@ -93,6 +94,8 @@ def _os_error_line(error: OSError) -> str:
         "EROFS": "choose a path on a writable file system",
     }
     code = errno.errorcode.get(error.errno or 0, "")
+    if isinstance(error, SpecialFileError):
+        return f"{where}: {error.strerror}. Fix: give the path of a regular file"
     return f"{where}: {error.strerror or error}. Fix: {fixes.get(code, 'check the path')}"
 
 

@@ -149,7 +149,14 @@ def localize(
         sys.stdout.write(trajectory.model_dump_json(indent=1) + "\n")
     else:
         _show_answer(trajectory, opened.entities())
-    if trajectory.finish == "error":  # a crashed backend: say so, and not with exit code 0
+    _exit_unless_answered(trajectory)
+
+
+def _exit_unless_answered(trajectory: Trajectory) -> None:
+    """A damaged store (exit 2) or a crashed backend (exit 1): said, never exit code 0."""
+    if trajectory.store_failures:
+        raise _fail(f"the investigation has no answer: {trajectory.error}")
+    if trajectory.finish == "error":
         errors.print(
             f"[red]error:[/] the investigation stopped: {trajectory.error} "
             "(is the model endpoint up and --base-url right?)",
@@ -194,6 +201,7 @@ def report(
     failure = opened.case(case)
     chosen = make_policy(policy, model, base_url, None, False)
     trajectory = run_case(Toolbox(opened, failure), chosen, Budget())
+    _exit_unless_answered(trajectory)
     path = write_report(render_report(opened, failure, trajectory), out)
     console.print(
         f"[green]wrote[/] {path} ({trajectory.finish}, {len(trajectory.explored)} tool calls)",

@@ -20,6 +20,7 @@ from thinkfl.evidence.model import EntityScore, Evidence, EvidenceItem, Evidence
 from thinkfl.evidence.periods import Periods, periods_for
 from thinkfl.evidence.settings import EvidenceSettings
 from thinkfl.evidence.traces import call_edges, call_evidence, span_facts, trace_evidence
+from thinkfl.files import safe_file_name
 from thinkfl.telemetry import FailureCase, TelemetryStore
 
 _BUILD_LOCK = threading.Lock()  # derived tables are built once even with parallel callers
@@ -43,11 +44,9 @@ def evidence_for(
     """
     settings = settings or EvidenceSettings()
     folder = cache_dir(store)
-    cached = (
-        folder
-        / "cases"
-        / f"{case.case_id}-{case.window_start.timestamp():.0f}-{_settings_key(settings)}.json"
-    )
+    # the case id comes from data (an alert, a cases.json): never a path of its own
+    stamp = f"-{case.window_start.timestamp():.0f}-{_settings_key(settings)}.json"
+    cached = folder / "cases" / safe_file_name(case.case_id, stamp)
     if use_cache and other_windows is None and cached.is_file():
         try:
             return Evidence.model_validate_json(cached.read_text(encoding="utf-8"))

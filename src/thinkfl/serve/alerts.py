@@ -7,6 +7,7 @@ the entry trace is chosen label-free, as `thinkfl cases` does (`incidents.case_a
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -16,6 +17,7 @@ from thinkfl.telemetry import FailureCase, Level, TelemetryStore
 from thinkfl.telemetry.incidents import case_at
 
 SCOPE_LABELS = ("service", "service_name", "job", "app", "pod")
+_ALERT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 class Alert(BaseModel):
@@ -62,4 +64,15 @@ def case_of(alert: Alert, store: TelemetryStore) -> FailureCase:
     case = case_at(store, alert.startsAt, service)
     name = alert.labels.get("alertname", "alert")
     key = alert.fingerprint or f"{alert.startsAt:%Y%m%d-%H%M%S}"
-    return case.model_copy(update={"case_id": f"alert-{name}-{key}"[:120]})
+    return case.model_copy(update={"case_id": alert_case_id(name, key)})
+
+
+def alert_case_id(name: str, key: str) -> str:
+    """A case id from an alert's name and fingerprint: both come from outside, so only
+    letters, digits and `._-` survive, each part bounded (never a path, always a valid id).
+
+    >>> alert_case_id("x/../../../../outside", "ab12")
+    'alert-x_outside-ab12'
+    """
+    parts = [_ALERT_ID_UNSAFE.sub("_", part).strip("._-")[:60] or "alert" for part in (name, key)]
+    return f"alert-{parts[0]}-{parts[1]}"

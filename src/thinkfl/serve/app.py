@@ -12,12 +12,10 @@ Endpoints (all but /healthz need `Authorization: Bearer <token>` when a token is
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import secrets
 import threading
-import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -39,6 +37,7 @@ from thinkfl.agent import Budget
 from thinkfl.agent.policy import Policy
 from thinkfl.serve import otlp
 from thinkfl.serve.alerts import AlertmanagerPayload, case_of
+from thinkfl.serve.body import BodyTooLarge, inflate_gzip, over_limit
 from thinkfl.serve.investigations import (
     Investigation,
     Investigations,
@@ -50,6 +49,7 @@ from thinkfl.serve.report import render_report
 from thinkfl.telemetry import TelemetryError, TelemetryStore
 from thinkfl.telemetry.incidents import case_at
 from thinkfl.telemetry.live import LiveStore
+from thinkfl.telemetry.model import CaseId
 
 log = logging.getLogger("thinkfl.serve")
 RESPONSES: dict[str, tuple[Any, str, str, str]] = {
@@ -81,7 +81,7 @@ class ServeSettings(BaseModel):
 class InvestigationRequest(BaseModel):
     """A case by id, or by a time (UTC) and optionally a service."""
 
-    case_id: str | None = None
+    case_id: CaseId | None = None
     at: datetime | None = None
     service: str | None = None
 
@@ -161,7 +161,7 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
         async for chunk in request.stream():
             size += len(chunk)
             if size > settings.max_body_bytes:
-                raise otlp.RequestError(f"body: over the limit of {settings.max_body_bytes} bytes")
+                raise over_limit(settings.max_body_bytes)
             chunks.append(chunk)
         body = b"".join(chunks)
         encoding = request.headers.get("content-encoding", "").lower()
@@ -169,13 +169,7 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
             return body
         if encoding != "gzip":
             raise otlp.RequestError(f"Content-Encoding '{encoding[:30]}': send gzip or none")
-        try:
-            inflated = gzip.decompress(body)
-        except (OSError, EOFError, zlib.error):
-            raise otlp.RequestError("body: not valid gzip") from None
-        if len(inflated) > settings.max_body_bytes:
-            raise otlp.RequestError(f"body: over the limit of {settings.max_body_bytes} bytes")
-        return inflated
+        return await run_in_threadpool(inflate_gzip, body, settings.max_body_bytes)
 
     async def receive(signal: str, request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
@@ -183,10 +177,7 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
             decoded = otlp.decode(signal, content_type, await body_of(request))
             tables, refused = otlp.rows(signal, decoded)
         except otlp.RequestError as error:
-            status = 413 if "over the limit" in str(error) else 400
-            if "Content-Type" in str(error):
-                status = 415
-            return _problem(status, str(error))
+            return _problem(_status_of(error), str(error))
         result = await run_in_threadpool(live.append, tables)
         refused += result.rejected
         response_type, field, json_field, table = RESPONSES[signal]
@@ -256,7 +247,7 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
         except ValidationError as error:
             return _problem(400, _validation_message(error))
         except otlp.RequestError as error:
-            return _problem(413, str(error))
+            return _problem(_status_of(error), str(error))
         return await run_in_threadpool(alerts_sync, payload)
 
     def investigate_sync(asked: InvestigationRequest) -> JSONResponse:
@@ -284,6 +275,8 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
             asked = InvestigationRequest.model_validate_json(await body_of(request))
         except ValidationError as error:
             return _problem(400, _validation_message(error))
+        except otlp.RequestError as error:
+            return _problem(_status_of(error), str(error))
         return await run_in_threadpool(investigate_sync, asked)
 
     @app.get("/v1/cases", summary="The store's cases (labelled, detected, from alerts)")
@@ -331,6 +324,13 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
         return {"status": "ok"}
 
     return app
+
+
+def _status_of(error: otlp.RequestError) -> int:
+    """413 for a body over the limit, 415 for a content type we do not read, else 400."""
+    if isinstance(error, BodyTooLarge):
+        return 413
+    return 415 if str(error).startswith("Content-Type") else 400
 
 
 def _validation_message(error: ValidationError) -> str:

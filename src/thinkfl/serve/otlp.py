@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -21,7 +20,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from thinkfl.telemetry.ingest.otlp import rows_of_request
+from thinkfl.telemetry.ingest.otlp import ID_LENGTHS, records_of, rows_of_request
 from thinkfl.telemetry.model import RejectedRows, count_rejected
 
 SIGNALS: dict[str, tuple[type[Message], str, str, str]] = {
@@ -30,7 +29,6 @@ SIGNALS: dict[str, tuple[type[Message], str, str, str]] = {
     "metrics": (ExportMetricsServiceRequest, "resourceMetrics", "scopeMetrics", "metrics"),
     "logs": (ExportLogsServiceRequest, "resourceLogs", "scopeLogs", "logRecords"),
 }
-ID_LENGTHS = {"traceId": 32, "spanId": 16, "parentSpanId": 16}  # hex characters
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -62,7 +60,6 @@ def decode(signal: str, content_type: str, body: bytes) -> dict[str, Any]:
         raise RequestError(
             f"Content-Type '{content_type[:60]}': send {PROTOBUF} (the default) or {JSON}"
         )
-    _check_ids(request, resources, scopes, records)
     return request
 
 
@@ -81,40 +78,9 @@ def rows(signal: str, request: dict[str, Any]) -> tuple[dict[str, pa.Table], lis
     return tables, left_out
 
 
-def _records(
-    request: dict[str, Any], resources: str, scopes: str, records: str
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    for r, resource in enumerate(request.get(resources) or []):
-        if not isinstance(resource, dict):
-            continue
-        for s, scope in enumerate(resource.get(scopes) or []):
-            if not isinstance(scope, dict):
-                continue
-            for i, record in enumerate(scope.get(records) or []):
-                if isinstance(record, dict):
-                    yield f"{resources}[{r}].{scopes}[{s}].{records}[{i}]", record
-
-
 def _ids_to_hex(request: dict[str, Any], resources: str, scopes: str, records: str) -> None:
     """Protobuf's JSON mapping writes bytes as base64; OTLP/JSON uses hex."""
-    for _where, record in _records(request, resources, scopes, records):
+    for _where, record in records_of(request, resources, scopes, records):
         for key in ID_LENGTHS:
             if record.get(key):
                 record[key] = base64.b64decode(record[key]).hex()
-
-
-def _check_ids(request: dict[str, Any], resources: str, scopes: str, records: str) -> None:
-    for where, record in _records(request, resources, scopes, records):
-        for key, length in ID_LENGTHS.items():
-            value = record.get(key)
-            if value in (None, ""):
-                continue
-            if not isinstance(value, str) or len(value) != length:
-                shown = (
-                    f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
-                )
-                raise RequestError(f"{where}.{key}: {shown}, expected {length} hex digits")
-            try:
-                int(value, 16)
-            except ValueError:
-                raise RequestError(f"{where}.{key}: not hexadecimal") from None

@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from thinkfl.files import safe_file_name
 from thinkfl.telemetry.errors import StoreError
 from thinkfl.telemetry.store import TelemetryStore, sql_literal
 
@@ -229,7 +230,7 @@ def _nezha_metrics(con: duckdb.DuckDBPyConnection, folder: Path, day: str) -> No
                       UNION ALL SELECT m.time, m.metric, m.value FROM metrics m JOIN entities e
                       ON e.node = m.entity AND e.name = {sql_literal(pod)} WHERE m.level = 'node' AND {in_day})
                 GROUP BY time ORDER BY time""",
-            folder / f"{pod}_metric.csv",
+            folder / safe_file_name(pod, "_metric.csv"),  # the reader takes PodName
         )
     entry = con.execute(
         "SELECT service FROM spans WHERE parent_id IS NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"

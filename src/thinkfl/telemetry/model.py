@@ -11,11 +11,36 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+# Identifiers from data (trace and span ids, service, pod and node names, case ids) are
+# bounded and free of control characters; longer ones are refused at ingest and at the API.
+MAX_IDENTIFIER_CHARS = 256
+# A case id is what people copy into commands and URLs: no path separators either.
+MAX_CASE_ID_CHARS = 200
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_case_id(value: str) -> str:
+    """A case id as a store may hold it; raises ValueError saying what is wrong.
+
+    >>> check_case_id("nezha-20230129-084304")
+    'nezha-20230129-084304'
+    """
+    if not value or len(value) > MAX_CASE_ID_CHARS:
+        raise ValueError(f"a case id has 1 to {MAX_CASE_ID_CHARS} characters, not {len(value)}")
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError("a case id may not hold control characters (NUL, newline, ...)")
+    if "/" in value or "\\" in value or value in (".", ".."):
+        raise ValueError(f"a case id may not hold '/' or '\\' or be '.' or '..': {value[:60]!r}")
+    return value
+
+
+CaseId = Annotated[str, AfterValidator(check_case_id)]
 
 
 class Level(StrEnum):
@@ -185,7 +210,7 @@ class EntryAnomaly(StrEnum):
 class FailureCase(BaseModel):
     """A fault plus the anomalous entry span the agent starts from."""
 
-    case_id: str
+    case_id: CaseId
     fault_id: str
     truth: GroundTruth | None = Field(
         None, description="the labelled root cause; None for an incident nobody labelled"

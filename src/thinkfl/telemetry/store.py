@@ -33,15 +33,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pydantic
 
 from thinkfl.files import atomic_write_json
-from thinkfl.telemetry.errors import StoreError
+from thinkfl.telemetry.errors import StoreError, printable
 from thinkfl.telemetry.model import (
+    MAX_IDENTIFIER_CHARS,
     MAX_REJECTED_EXAMPLES,
     TABLE_SCHEMAS,
     Entity,
@@ -53,6 +55,7 @@ from thinkfl.telemetry.model import (
     count_rejected,
 )
 
+_Record = TypeVar("_Record", bound=pydantic.BaseModel)
 MANIFEST = "manifest.json"
 FAULTS = "faults.json"
 CASES = "cases.json"
@@ -98,12 +101,29 @@ def _impossible_rows(table: str, schema: pa.Schema) -> list[tuple[str, str]]:
     return rules
 
 
+def _identifier_rule(columns: Sequence[str]) -> tuple[str, str]:
+    """Identifiers too long, or holding control characters (NUL, newline): never stored."""
+    condition = " OR ".join(
+        f"length({c}) > {MAX_IDENTIFIER_CHARS} OR regexp_matches({c}, '[\\x00-\\x1f\\x7f]')"
+        for c in columns
+    )
+    return (
+        f"{'/'.join(columns)} over {MAX_IDENTIFIER_CHARS} characters or with control characters",
+        condition,
+    )
+
+
 _VALUE_RULES: dict[str, list[tuple[str, str]]] = {
     "spans": [
         ("negative duration", "duration_us < 0"),
         ("empty trace_id or span_id", "trace_id = '' OR span_id = ''"),
+        _identifier_rule(["trace_id", "span_id", "parent_id", "service", "pod", "node"]),
     ],
-    "metrics": [("non-finite value (NaN or infinity)", "NOT isfinite(value)")],
+    "metrics": [
+        ("non-finite value (NaN or infinity)", "NOT isfinite(value)"),
+        _identifier_rule(["entity"]),
+    ],
+    "logs": [_identifier_rule(["service", "pod", "node", "trace_id", "span_id"])],
 }
 _IMPOSSIBLE = {
     name: _impossible_rows(name, schema)
@@ -481,12 +501,34 @@ def _read_manifest(file: Path) -> Manifest:
         raise StoreError(f"{file}: damaged ({reason}). Fix: ingest the store again") from None
 
 
-def _check_parquet(file: Path) -> None:
-    """A cheap footer read: a truncated or overwritten table file is named, not met later."""
+def _check_parquet(file: Path, schema: pa.Schema, expected_rows: int | None) -> int:
+    """A cheap footer read: a truncated or overwritten table file, one with other columns or
+    types, or one whose row count is not the manifest's is named here, not met later by a
+    tool. Returns the file's row count."""
     try:
-        pq.read_metadata(file)
+        metadata = pq.read_metadata(file)
+        found = metadata.schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as error:
         raise StoreError(f"{file}: damaged ({error}). Fix: ingest the store again") from None
+    problems = []
+    for field in schema:
+        index = found.get_field_index(field.name)
+        if index < 0:
+            problems.append(f"column '{field.name}' missing")
+        elif not found.field(index).type.equals(field.type):
+            problems.append(
+                f"column '{field.name}' is {found.field(index).type}, expected {field.type}"
+            )
+    if problems:
+        raise StoreError(
+            f"{file}: damaged ({'; '.join(problems[:3])}). Fix: ingest the store again"
+        )
+    if expected_rows is not None and metadata.num_rows != expected_rows:
+        raise StoreError(
+            f"{file}: damaged ({metadata.num_rows:,} rows, the manifest says {expected_rows:,}). "
+            "Fix: ingest the store again"
+        )
+    return int(metadata.num_rows)
 
 
 def _table_sql(path: Path, name: str, live: bool) -> str:
@@ -552,9 +594,28 @@ class TelemetryStore:
         missing = [n for n in TABLE_SCHEMAS if not (path / f"{n}.parquet").is_file()]
         if missing:
             raise StoreError(f"{path}: incomplete store, missing {missing}. Fix: ingest again")
-        for name in TABLE_SCHEMAS:
-            _check_parquet(path / f"{name}.parquet")
+        live = (path / BATCHES).is_dir()  # batches arrive beside the counted base tables
+        for name, schema in TABLE_SCHEMAS.items():
+            expected = None if live else manifest.counts.get(name)
+            _check_parquet(path / f"{name}.parquet", schema, expected)
+        labels = [FAULTS, CASES] if "cases" in manifest.counts and not live else []
+        absent = [name for name in labels if not (path / name).is_file()]
+        if absent:
+            raise StoreError(
+                f"{path}: damaged (missing {', '.join(absent)}; the manifest counts "
+                f"{manifest.counts.get('cases', 0)} cases). Fix: ingest the store again"
+            )
         return cls(path, manifest)
+
+    def table_rows(self) -> dict[str, int]:
+        """Rows of each table as the files hold them (Parquet metadata; batches included)."""
+        counts = {}
+        for name in TABLE_SCHEMAS:
+            files = [self.path / f"{name}.parquet"]
+            if self.live:
+                files += sorted((self.path / BATCHES).glob(f"[!.]*/{name}.parquet"))
+            counts[name] = sum(pq.read_metadata(f).num_rows for f in files if f.is_file())
+        return counts
 
     @classmethod
     def open_unpublished(cls, path: Path) -> TelemetryStore:
@@ -684,10 +745,25 @@ class TelemetryStore:
         return Level.SERVICE.value, service
 
     def faults(self) -> list[Fault]:
-        return [Fault.model_validate(item) for item in self._read_json(FAULTS)]
+        return self._read_records(FAULTS, Fault)
 
     def cases(self) -> list[FailureCase]:
-        return [FailureCase.model_validate(item) for item in self._read_json(CASES)]
+        return self._read_records(CASES, FailureCase)
+
+    def _read_records(self, name: str, model: type[_Record]) -> list[_Record]:
+        """The records of a JSON list file; one that does not validate names its place."""
+        records = []
+        for index, item in enumerate(self._read_json(name)):
+            try:
+                records.append(model.model_validate(item))
+            except pydantic.ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "value"
+                raise StoreError(
+                    f"{self.path / name}: [{index}].{where}: {printable(first['msg'], 160)}. "
+                    "Fix: correct that entry or ingest the store again"
+                ) from None
+        return records
 
     def case(self, case_id: str) -> FailureCase:
         for case in self.cases():

@@ -6,17 +6,26 @@ what is valid)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
+import duckdb
+import pyarrow as pa
 from pydantic import ValidationError
 
 from thinkfl.evidence import Evidence, EvidenceItem, EvidenceKind, evidence_for
 from thinkfl.telemetry import Entity, FailureCase, Level, TelemetryStore
+from thinkfl.telemetry.errors import printable
 from thinkfl.tools.base import ComponentScore, Observation, ToolLimits, parse_timestamp
 from thinkfl.tools.registry import SPECS, TOOLS
+
+log = logging.getLogger("thinkfl.tools")
+# Failures of the store underneath a tool (a damaged or unreadable file), not of the call's
+# arguments: the investigation cannot be trusted and says so (`Toolbox.store_failures`).
+STORE_FAILURES = (duckdb.Error, OSError, pa.ArrowException)
 
 
 def _bounded_data(value: Any, limits: ToolLimits, depth: int = 0) -> Any:
@@ -50,6 +59,7 @@ class Toolbox:
         self._subtrees: dict[str, dict[tuple[str, str], str]] | None = None
         self._trace: dict[str, dict[str, Any]] | None = None
         self._kids: dict[str, list[dict[str, Any]]] = {}
+        self.store_failures: list[str] = []  # one line per call the store failed underneath
 
     @property
     def entry_trace(self) -> dict[str, dict[str, Any]]:
@@ -77,6 +87,12 @@ class Toolbox:
         try:
             observation = self._dispatch(name, arguments)
         except Exception as error:  # the contract: a model's call never ends the case
+            log.exception("tool %s failed on %r", name, arguments)
+            if isinstance(error, STORE_FAILURES):
+                self.store_failures.append(
+                    f"{self.store.path}: {name} failed reading the store "
+                    f"({type(error).__name__}: {printable(str(error), 200)})"
+                )
             observation = self.refuse(
                 name, f"{name} failed on these arguments ({type(error).__name__})"
             )

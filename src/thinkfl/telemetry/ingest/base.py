@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +42,22 @@ class IngestContext:
             for name in tables:
                 self.con.unregister(name)
 
+    def check_epoch_column(self, file: Path, raw: pa.Table, column: str, unit: str) -> None:
+        """Refuse a file whose `column` (epoch in `unit`) reads as before 2000 or after
+        tomorrow, naming the unit its values look like (seconds written for nanoseconds)."""
+        low, high = (
+            self.transform(
+                f"SELECT min({column}) AS low, max({column}) AS high FROM raw WHERE {column} > 0",
+                raw=raw,
+            )
+            .to_pylist()[0]
+            .values()
+        )
+        for value in (low, high):
+            found = None if value is None else implausible_time(int(value), unit)
+            if found:
+                raise IngestError(file, f"column '{column}'", f"{value} {found[0]}", found[1])
+
     def read_csv(
         self,
         path: Path,
@@ -51,6 +67,55 @@ class IngestContext:
     ) -> pa.Table:
         """`read_csv_checked` on this ingest's connection and bad-row budget."""
         return read_csv_checked(path, required, self.budget, optional, what, con=self.con)
+
+
+# Telemetry of a system someone investigates today: times before this, or later than now plus
+# the slack, are a unit mistake (seconds given for nanoseconds), refused with the unit named.
+PLAUSIBLE_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+EPOCH_UNITS = {"seconds": 10**9, "milliseconds": 10**6, "microseconds": 10**3, "nanoseconds": 1}
+
+
+class ImplausibleTime(ValueError):
+    """An epoch value that reads as a time before 2000 or after tomorrow in its unit."""
+
+    def __init__(self, field: str, value: int, unit: str) -> None:
+        self.field, self.value = field, value
+        self.problem, self.fix = implausible_time(value, unit) or ("negative", f"write {unit}")
+        super().__init__(f"'{field}' {value}: {self.problem}. Fix: {self.fix}")
+
+
+def _as_datetime(nanos: int) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(nanos / 1e9, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def implausible_time(value: int, unit: str) -> tuple[str, str] | None:
+    """None when `value` (epoch, in `unit`: a key of EPOCH_UNITS) is a plausible time; else
+    (problem, fix), the fix naming the unit the value looks like.
+
+    >>> implausible_time(1674981780, "nanoseconds")[1]
+    'write nanoseconds since the epoch; the value looks like seconds (multiply by 1000000000)'
+    """
+    latest = datetime.now(UTC) + FUTURE_SLACK
+
+    def plausible(when: datetime | None) -> bool:
+        return when is not None and PLAUSIBLE_SINCE <= when <= latest
+
+    when = _as_datetime(value * EPOCH_UNITS[unit])
+    if plausible(when):
+        return None
+    shown = f"{when:%Y-%m-%dT%H:%M:%SZ}" if when else "out of range"
+    side = "before 2000" if when is not None and when < PLAUSIBLE_SINCE else "after tomorrow"
+    problem = f"reads as {shown}, {side}"
+    for guess, factor in EPOCH_UNITS.items():
+        if guess != unit and plausible(_as_datetime(value * factor)):
+            ratio = factor / EPOCH_UNITS[unit]
+            scale = f"multiply by {ratio:.0f}" if ratio >= 1 else f"divide by {1 / ratio:.0f}"
+            return problem, f"write {unit} since the epoch; the value looks like {guess} ({scale})"
+    return problem, f"write {unit} since the epoch (UTC)"
 
 
 class Adapter(Protocol):

@@ -141,6 +141,7 @@ class NezhaAdapter:
         for folder in folders:
             for file in sorted((folder / "log").glob("*.csv")):
                 raw = ctx.read_csv(file, LOG_COLUMNS, what="a Nezha log file")
+                ctx.check_epoch_column(file, raw, "TimeUnixNano", "nanoseconds")
                 line = "coalesce(CASE WHEN json_valid(Log) THEN json_extract_string(Log, '$.log') END, Log)"
                 severity_word = f"regexp_extract({line}, {LEVEL_WORD}, 1)"
                 logs = ctx.transform(
@@ -181,6 +182,7 @@ class NezhaAdapter:
             raise IngestError(day / "trace", "", "no trace files (*_trace.csv)", "check the export")
         for file in trace_files:
             raw = ctx.read_csv(file, TRACE_COLUMNS, what="a Nezha trace file")
+            ctx.check_epoch_column(file, raw, "StartTimeUnixNano", "nanoseconds")
             spans = ctx.transform(
                 f"""SELECT TraceID AS trace_id, SpanID AS span_id,
                     CASE WHEN ParentID IN ('root', '') THEN NULL ELSE ParentID END AS parent_id,
@@ -327,6 +329,7 @@ class NezhaAdapter:
         header = read_header(file)
         values = {name: "DOUBLE" for name in header if name not in NOT_METRICS}
         raw = ctx.read_csv(file, METRIC_KEYS, values, "a Nezha metric file")
+        ctx.check_epoch_column(file, raw, "TimeStamp", "seconds")
         pods = {p for p in raw.column("PodName").to_pylist() if p}
         ctx.writer.add_entities(
             Entity(level=Level.POD, name=p, service=nezha_service(p), node=node_of.get(p))
@@ -358,6 +361,7 @@ class NezhaAdapter:
         header = read_header(file)
         values = {name: "DOUBLE" for name in header if name not in NOT_METRICS | {"ServiceName"}}
         raw = ctx.read_csv(file, FRONT_KEYS, values, "Nezha front_service.csv")
+        ctx.check_epoch_column(file, raw, "TimeStamp", "seconds")
         entity = sql_literal(entry_service) if entry_service else "ServiceName"
         samples = ctx.transform(
             f"""WITH long AS (

@@ -12,6 +12,7 @@ data with columns time (ISO 8601 or epoch), level, entity, fault_type.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
@@ -22,7 +23,12 @@ import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
 from thinkfl.telemetry.ingest.aiops2022 import epoch_to_datetime
-from thinkfl.telemetry.ingest.base import IngestContext, labelled_fault
+from thinkfl.telemetry.ingest.base import (
+    ImplausibleTime,
+    IngestContext,
+    implausible_time,
+    labelled_fault,
+)
 from thinkfl.telemetry.model import (
     LOG_SCHEMA,
     METRIC_SCHEMA,
@@ -31,7 +37,6 @@ from thinkfl.telemetry.model import (
     Level,
     service_of_pod,
 )
-from thinkfl.telemetry.store import out_of_range
 
 _SPAN_KIND = {
     0: "unspecified",
@@ -61,14 +66,6 @@ def _enum(value: Any, names: dict[int, str], prefix: str) -> str:
 
 
 Reject = Callable[[str, str, str], None]  # (table, reason, example) of a row left out
-
-
-class _TimeOutOfRange(ValueError):
-    """A time no store may hold: the row is left out and counted, the ingest goes on."""
-
-    def __init__(self, field: str, nanos: int) -> None:
-        super().__init__(f"{field}={nanos}")
-        self.field = field
 
 
 def _object(parent: dict[str, Any], key: str) -> dict[str, Any]:
@@ -118,26 +115,69 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def _hex_id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"'{field}' must be a non-empty hex string, not {value!r:.40}")
-    return value.lower()
+ID_LENGTHS = {"traceId": 32, "spanId": 16, "parentSpanId": 16}  # hex characters
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
-_LATEST_NS = 9_214_646_400 * 10**9  # 2262-01-01: past it no 64-bit nanosecond clock reaches
+def _hex_id(value: Any, field: str, required: bool = True) -> str | None:
+    """A trace or span id (checked by `check_ids` before), lower case."""
+    if value in (None, ""):
+        if required:
+            raise ValueError(f"'{field}' must be a non-empty hex string")
+        return None
+    return str(value).lower()
+
+
+def records_of(
+    request: dict[str, Any], resources: str, scopes: str, records: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    for r, resource in enumerate(request.get(resources) or []):
+        if not isinstance(resource, dict):
+            continue
+        for s, scope in enumerate(resource.get(scopes) or []):
+            if not isinstance(scope, dict):
+                continue
+            for i, record in enumerate(scope.get(records) or []):
+                if isinstance(record, dict):
+                    yield f"{resources}[{r}].{scopes}[{s}].{records}[{i}]", record
+
+
+def check_ids(request: dict[str, Any], resources: str, scopes: str, records: str) -> None:
+    """Every trace and span id of a request is hex of its fixed length; the first that is not
+    is named by its place (the receiver and `ingest otlp` refuse the same ids alike)."""
+    for where, record in records_of(request, resources, scopes, records):
+        for key, length in ID_LENGTHS.items():
+            value = record.get(key)
+            if value in (None, ""):
+                continue
+            if not isinstance(value, str) or len(value) != length:
+                shown = (
+                    f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+                )
+                raise ValueError(f"{where}.{key}: {shown}, expected {length} hex digits")
+            if not _HEX.fullmatch(value):
+                raise ValueError(f"{where}.{key}: not hexadecimal")
+
+
+SIGNAL_LISTS = (
+    ("resourceSpans", "scopeSpans", "spans"),
+    ("resourceLogs", "scopeLogs", "logRecords"),
+)
 
 
 def _time(nanos: Any, field: str = "time") -> datetime | None:
-    if nanos in (None, "", 0, "0"):
+    if nanos in (None, "", "0") or (nanos == 0 and not isinstance(nanos, bool)):
         return None
+    if isinstance(nanos, bool) or not isinstance(nanos, int | str):
+        raise ValueError(f"'{field}' must be an integer of nanoseconds, not {nanos!r:.40}")
     try:
         value = int(nanos)
-    except (TypeError, ValueError):
+    except ValueError:
         raise ValueError(
             f"'{field}' must be an integer of nanoseconds, not {nanos!r:.40}"
         ) from None
-    if not 0 < value < _LATEST_NS:
-        raise _TimeOutOfRange(field, value)
+    if value < 0 or implausible_time(value, "nanoseconds"):
+        raise ImplausibleTime(field, value, "nanoseconds")
     return datetime.fromtimestamp(value // 1000 / 1e6, UTC).replace(
         microsecond=value // 1000 % 1_000_000
     )
@@ -241,8 +281,11 @@ class OtlpAdapter:
             metrics: list[dict[str, Any]] = []
             logs: list[dict[str, Any]] = []
             for line, request in _requests(file):
-                try:
-                    self._collect(request, spans, metrics, logs, ctx.writer.reject_row)
+                try:  # a file with times in another unit is refused whole, the unit named
+                    self._collect(request, spans, metrics, logs, None)
+                except ImplausibleTime as error:
+                    problem = f"'{error.field}' {error.value}: {error.problem}"
+                    raise IngestError(file, f"line {line}", problem, error.fix) from None
                 except (KeyError, TypeError, ValueError, OverflowError) as error:
                     problem = (
                         f"missing field {error}" if isinstance(error, KeyError) else str(error)
@@ -276,8 +319,10 @@ class OtlpAdapter:
         spans: list[Any],
         metrics: list[Any],
         logs: list[Any],
-        reject: Reject,
+        reject: Reject | None,
     ) -> None:
+        for lists in SIGNAL_LISTS:
+            check_ids(request, *lists)
         for block in _objects(request, "resourceSpans"):
             resource = _Resource(_object(block, "resource"))
             for scope in _objects(block, "scopeSpans"):
@@ -309,7 +354,7 @@ class OtlpAdapter:
         return {
             "trace_id": _hex_id(span.get("traceId"), "traceId"),
             "span_id": _hex_id(span.get("spanId"), "spanId"),
-            "parent_id": (_text(span.get("parentSpanId")) or "").lower() or None,
+            "parent_id": _hex_id(span.get("parentSpanId"), "parentSpanId", required=False),
             "service": resource.service,
             "pod": resource.pod,
             "node": resource.node,
@@ -375,8 +420,8 @@ class OtlpAdapter:
             "node": resource.node,
             "severity": _severity(number, text),
             "message": body if isinstance(body, str) else json.dumps(body, default=str),
-            "trace_id": (_text(record.get("traceId")) or "").lower() or None,
-            "span_id": (_text(record.get("spanId")) or "").lower() or None,
+            "trace_id": _hex_id(record.get("traceId"), "traceId", required=False),
+            "span_id": _hex_id(record.get("spanId"), "spanId", required=False),
         }
 
     def _labels(self, file: Path, ctx: IngestContext) -> list[Fault]:
@@ -393,17 +438,24 @@ class OtlpAdapter:
 
 
 def _keep(
-    rows: list[dict[str, Any]], make: Callable[[], dict[str, Any]], table: str, reject: Reject
+    rows: list[dict[str, Any]],
+    make: Callable[[], dict[str, Any]],
+    table: str,
+    reject: Reject | None,
 ) -> None:
-    """Append the row `make` builds; a row with an impossible time is counted instead."""
+    """Append the row `make` builds. A row with an implausible time (a unit mistake) is
+    counted through `reject` with the fix as its reason, or, without `reject`, raised."""
     try:
         rows.append(make())
-    except _TimeOutOfRange as error:
-        reject(table, out_of_range(error.field), str(error))
+    except ImplausibleTime as error:
+        if reject is None:
+            raise
+        reject(table, f"{error.field} implausible. Fix: {error.fix}", str(error)[:200])
 
 
 def rows_of_request(request: dict[str, Any], reject: Reject) -> dict[str, pa.Table]:
-    """The rows of one OTLP export request in its JSON form (hex ids), as Arrow tables.
+    """The rows of one OTLP export request in its JSON form (hex ids), as Arrow tables; the
+    live receiver's path: a row with an implausible time is left out and counted.
     Raises ValueError (or KeyError) naming what is malformed."""
     spans: list[dict[str, Any]] = []
     metrics: list[dict[str, Any]] = []
