@@ -294,7 +294,13 @@ def info(store: StoreArgument) -> None:
         raise _fail(error) from None
     manifest = opened.manifest
     console.print(f"[bold]{store}[/] ({manifest.source_format} from {manifest.source})")
-    for name, value in manifest.counts.items():
+    # what the files hold now (a live store grows, alerts add cases), not the manifest's counts
+    counts = opened.table_rows() | {
+        "entities": len(opened.entities()),
+        "faults": len(opened.faults()),
+        "cases": len(opened.cases()),
+    }
+    for name, value in counts.items():
         console.print(f"  {name:<10} {value:>12,}")
     if manifest.time_range:
         console.print(f"  time range {manifest.time_range[0]} .. {manifest.time_range[1]}")
