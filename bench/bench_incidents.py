@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import sys
 
+from machine import cpu_line
 from thinkfl.telemetry import TelemetryStore
 from thinkfl.telemetry.incidents import IncidentRules, detect_incidents
 
@@ -21,6 +22,7 @@ GRID = [(factor, traces) for factor in (2.0, 3.0, 5.0) for traces in (2, 3, 5)]
 
 def main() -> None:
     default = IncidentRules()
+    print(cpu_line())
     print(
         f"{'store':<16}{'factor':>7}{'min':>5}{'incidents':>10}{'recall':>8}{'false/h':>9}{'delay p50':>11}"
     )

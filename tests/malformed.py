@@ -115,6 +115,17 @@ def otlp(d: Path, content: str | bytes | dict | list) -> list[str]:
     return ["ingest", "otlp", str(d / "src"), "--out", str(d / "store")]
 
 
+# --- models ----------------------------------------------------------------------------------
+LOCALIZE_DEMO = ["localize", "{store}", "--case", "{case}"]
+GGUF_HEADER_ONLY = b"GGUF\x03\x00\x00\x00"  # the magic and a version, nothing after
+
+
+def localize_local(model: Path, adapter: str | None = None) -> list[str]:
+    """`localize` on the session's store with --policy local and the model (and adapter)."""
+    argv = [*LOCALIZE_DEMO, "--policy", "local", "--model", str(model)]
+    return argv + (["--adapter", adapter] if adapter else [])
+
+
 # --- the corpus ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Malformed:
@@ -123,6 +134,15 @@ class Malformed:
     exit_code: int
     line: str  # the exact stderr line; {d} is the entry's folder
     needs_store: bool = False  # the argv uses {store}: a valid store made once per session
+
+    def resolved(self, folder: Path, store: Path, case: str) -> tuple[list[str], str]:
+        """(argv, expected line) with {store}, {case} and {d} filled in; builds the input."""
+        fill = {"{store}": str(store), "{case}": case, "{d}": str(folder)}
+        argv, expected = self.build(folder), self.line
+        for key, value in fill.items():
+            argv = [arg.replace(key, value) for arg in argv]
+            expected = expected.replace(key, value)
+        return argv, expected
 
 
 DAY = "{d}/src/rca_data/2023-01-29"
@@ -440,6 +460,30 @@ INGEST_ERRORS: list[Malformed] = [
         2,
         "error: {d}/mine: exists and is not a ThinkFL store; refusing to replace it. Fix: choose another --out",
     ),
+    Malformed(
+        "aiops-header-with-bom",
+        lambda d: aiops(d, trace="\ufeff" + textwrap.dedent(AIOPS_TRACE).lstrip("\n")),
+        2,
+        "error: {d}/src/trace/all/trace.csv: line 1: the header starts with a UTF-8 byte-order "
+        "mark (BOM, bytes EF BB BF), which would become part of the column name 'timestamp'. "
+        "Fix: save the file as UTF-8 without a BOM (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)",
+    ),
+    Malformed(
+        "aiops-epoch-of-30-digits",
+        lambda d: aiops(d, trace=AIOPS_TRACE.replace("1647770000000", "1" * 30)),
+        2,
+        "error: {d}/src/trace/all/trace.csv: line 2, column 'timestamp': a 30-digit number, too "
+        "long for any epoch time (seconds have 10 digits, ms 13, µs 16, ns 19) and for a 64-bit "
+        "integer. Fix: write 'timestamp' as an epoch time in the unit this layout documents",
+    ),
+    Malformed(
+        "otlp-start-of-30-digits",
+        lambda d: otlp(d, spans_request(span(startTimeUnixNano="1" * 30))),
+        2,
+        "error: {d}/src/export.json: line 1: 'start' 111111111111111111111111111111: a 30-digit "
+        "number, too long for any epoch time (seconds have 10 digits, ms 13, µs 16, ns 19). "
+        "Fix: write nanoseconds since the epoch (UTC)",
+    ),
 ]
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "thinkfl" / "data" / "demo-aiops2022"
@@ -583,6 +627,64 @@ OPTION_ERRORS: list[Malformed] = [
         lambda d: ["cases", str(d / "nowhere")],
         2,
         "error: {d}/nowhere: no such store. Fix: create one with `thinkfl ingest`",
+    ),
+    Malformed(
+        "localize-model-not-gguf",
+        lambda d: localize_local(_write(d / "model.gguf", "not a model\n")),
+        2,
+        "error: {d}/model.gguf: not a GGUF file (it starts with b'not ', a GGUF starts with "
+        "b'GGUF'), so it cannot be a model for --policy local. Fix: give a .gguf model file "
+        "(convert a Hugging Face model with llama.cpp's convert_hf_to_gguf.py), or use "
+        "--policy hf for a Hugging Face model directory",
+        needs_store=True,
+    ),
+    Malformed(
+        "localize-model-a-truncated-gguf",
+        lambda d: localize_local(_write(d / "model.gguf", GGUF_HEADER_ONLY), "none"),
+        2,
+        "error: {d}/model.gguf: llama.cpp cannot load this model (a damaged, truncated or "
+        "unsupported GGUF): Failed to load model from file: {d}/model.gguf. Fix: give --model "
+        "a GGUF file llama.cpp loads and --adapter an adapter.gguf trained for that model "
+        "(or 'none')",
+        needs_store=True,
+    ),
+    Malformed(
+        "localize-adapter-garbage",
+        lambda d: localize_local(
+            _write(d / "model.gguf", GGUF_HEADER_ONLY), str(_write(d / "adapter.gguf", "garbage\n"))
+        ),
+        2,
+        "error: {d}/adapter.gguf: not a GGUF file (it starts with b'garb', a GGUF starts with "
+        "b'GGUF'), so it cannot be a LoRA adapter. Fix: give the adapter.gguf a training stage "
+        "wrote (RUN/<stage>/adapter.gguf), or 'none' for the base model",
+        needs_store=True,
+    ),
+    Malformed(
+        "localize-hf-an-empty-folder",
+        lambda d: (
+            (d / "hf").mkdir() or [*LOCALIZE_DEMO, "--policy", "hf", "--model", str(d / "hf")]
+        ),
+        2,
+        "error: {d}/hf: no config.json or adapter_config.json, so not a Hugging Face model "
+        "directory. Fix: give the folder `save_pretrained` wrote (config.json and its weights), "
+        "e.g. `thinkfl models export-hf`'s output, or use --policy local with a .gguf file",
+        needs_store=True,
+    ),
+    Malformed(
+        "serve-empty-token-file",
+        lambda d: [
+            "serve",
+            "--store",
+            str(d / "store"),
+            "--port",
+            "1",
+            "--token-file",
+            str(_write(d / "token", "\n")),
+        ],
+        2,
+        "error: {d}/token: the token file is empty, and an empty file must not turn "
+        "authentication off. Fix: write the bearer token into it (e.g. `openssl rand -hex 32 > "
+        "{d}/token`)",
     ),
 ]
 

@@ -20,13 +20,15 @@ from thinkfl.tools import TOOL_SPECS, Toolbox
 pytestmark = pytest.mark.slow
 DEMO = Path(__file__).resolve().parents[1] / "src" / "thinkfl" / "data" / "demo-aiops2022"
 # Q4_1 weights in llama.cpp against the same weights dequantized to float32 in transformers
-# (8-bit activations in llama.cpp's dot products, whose rounding differs between AVX2 and
-# AVX-512 kernels). Log-probs are compared on average (what the GRPO importance ratio sees) and
-# probabilities token by token: a rare sampled token can differ by 0.6 nats (measured on an
-# AVX-512 CPU) while its probability moves by a few hundredths, which no sampler or ratio notices.
-# Measured on an AVX-512 EPYC: mean |diff log p| 0.02-0.07 nats, max |diff p| 0.025-0.038.
+# (8-bit activations in llama.cpp's dot products, rounded differently by AVX2 and AVX-512
+# kernels). Log-probs are compared on average (what the GRPO importance ratio sees), and token
+# by token where the token is likely enough for its probability to matter: a rare sampled
+# token differed by 0.59 nats on an AVX-512 CPU while its probability moved by under 0.04.
+# Measured: AVX2, mean |diff log p| 0.04-0.06, max 0.21-0.34 nats; AVX-512 EPYC, mean
+# 0.02-0.07, max 0.59 nats, max |diff p| 0.025-0.060.
 MEAN_LOGPROB_TOLERANCE = 0.1  # nats, averaged over a reply's tokens
-MAX_PROBABILITY_TOLERANCE = 0.1  # absolute difference of one token's probability
+MAX_LOGPROB_TOLERANCE = 0.5  # nats, any token whose probability moved by ...
+NEGLIGIBLE_PROBABILITY_SHIFT = 0.05  # ... at least this much
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +68,22 @@ def transformers_logprobs(model, prompt: list[int], tokens: list[int], temperatu
 
 
 def assert_close_enough(ours: list[float], theirs) -> float:
-    """Mean log-prob difference and the largest probability difference within tolerance;
-    returns the mean log-prob difference."""
+    """The two engines' log-probs agree on average and on every token that matters; returns
+    the mean log-prob difference."""
     ours_lp, theirs_lp = np.array(ours), theirs.numpy()
-    mean_logprob = float(np.abs(ours_lp - theirs_lp).mean())
-    max_probability = float(np.abs(np.exp(ours_lp) - np.exp(theirs_lp)).max())
-    print(f"mean |diff log p| {mean_logprob:.3f}, max |diff p| {max_probability:.3f}")
-    assert mean_logprob < MEAN_LOGPROB_TOLERANCE, (mean_logprob, max_probability)
-    assert max_probability < MAX_PROBABILITY_TOLERANCE, (mean_logprob, max_probability)
-    return mean_logprob
+    logprob_diff = np.abs(ours_lp - theirs_lp)
+    probability_diff = np.abs(np.exp(ours_lp) - np.exp(theirs_lp))
+    mean = float(logprob_diff.mean())
+    mattering = logprob_diff[probability_diff >= NEGLIGIBLE_PROBABILITY_SHIFT]
+    worst = float(mattering.max()) if mattering.size else 0.0
+    print(
+        f"mean |diff log p| {mean:.3f}, max {logprob_diff.max():.3f} "
+        f"({worst:.3f} where p moved >= {NEGLIGIBLE_PROBABILITY_SHIFT}), "
+        f"max |diff p| {probability_diff.max():.3f}"
+    )
+    assert mean < MEAN_LOGPROB_TOLERANCE, (mean, worst)
+    assert worst < MAX_LOGPROB_TOLERANCE, (mean, worst)
+    return mean
 
 
 def test_engine_logprobs_match_transformers_on_the_same_tokens(engine, smollm2_hf, demo_turn):

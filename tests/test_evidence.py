@@ -187,7 +187,7 @@ def test_evidence_is_cached_and_shown_by_the_tools(tmp_path):
     logs = box.call(
         "search_logs", {"service_name": "api", "timestamp": case.entry_start.isoformat()}
     )
-    assert "DROP api INFO Repo#20: 0 lines vs 45.5 lines (x2.7)" in logs.text
+    assert "DROP api INFO Repo#20: 0 lines vs 45.5 lines (strength 2.7)" in logs.text
 
 
 def test_settings_are_named_and_change_the_outcome(tmp_path):

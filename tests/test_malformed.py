@@ -36,14 +36,8 @@ def test_malformed_input_gets_one_clear_line(entry: Malformed, tmp_path, demo_st
     folder = tmp_path / "in"
     folder.mkdir()
     before = {p.name for p in tmp_path.iterdir()}
-    fill = {"{store}": str(store), "{case}": case, "{d}": str(folder)}
-    argv = entry.build(folder)
-    for key, value in fill.items():
-        argv = [arg.replace(key, value) for arg in argv]
+    argv, expected = entry.resolved(folder, store, case)
     result = runner.invoke(app, argv)
-    expected = entry.line
-    for key, value in fill.items():
-        expected = expected.replace(key, value)
     said = _TEMPORARY.sub(".tmp-<pid>", result.stderr)
     assert result.exit_code == entry.exit_code, said
     assert ("Traceback" not in said and result.exception is None) or isinstance(

@@ -121,3 +121,17 @@ def test_nezha_log_lines_join_their_spans_and_evidence_localizes(nezha_store):
     assert all(r is not None and r <= 3 for r in ranks)
     restarted = choose_start(store, cases[0])
     assert restarted.start_component is not None
+
+
+def test_a_fault_time_and_its_case_start_from_the_same_entry_trace(nezha_store):
+    """`localize --at <fault time>` and `localize --case <its id>` begin the same way: the same
+    window, the same start chosen by the same code (before, --at took the slowest trace of a
+    wider window and reached other answers on 3 of the first 8 faults)."""
+    from thinkfl.evidence.start import case_starting_at, choose_start
+
+    _, store = nezha_store
+    for case in store.cases():
+        stored = choose_start(store, case)  # what `thinkfl ingest` saves for the case id
+        by_time = case_starting_at(store, case.inject_time)
+        assert (by_time.window_start, by_time.window_end) == (case.window_start, case.window_end)
+        assert by_time.entry_span_id == stored.entry_span_id, case.case_id

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 # A file name made from data keeps this many characters of the identifier, then its hash.
 SAFE_NAME_PREFIX_CHARS = 48
@@ -55,6 +56,13 @@ def refuse_special_file(path: Path) -> None:
             "exists and is not a regular file (a device, FIFO or socket); nothing was written",
             str(path),
         )
+
+
+def open_append(path: Path) -> TextIO:
+    """`path` opened to append text (JSON lines), after refusing a special file: opening a
+    FIFO waits for a reader forever, and a device swallows or refuses what is written."""
+    refuse_special_file(path)
+    return Path(path).open("a", encoding="utf-8")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from thinkfl.files import open_append
 from thinkfl.telemetry import Candidate, GroundTruth, candidates
 
 
@@ -90,7 +91,7 @@ class Trajectory(BaseModel):
 def save_jsonl(trajectories: Iterable[Trajectory], path: Path) -> None:
     """Append trajectories to a JSONL file (one per line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
+    with open_append(path) as handle:
         for trajectory in trajectories:
             handle.write(trajectory.model_dump_json() + "\n")
 

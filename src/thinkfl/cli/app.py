@@ -59,12 +59,15 @@ class _OneLineErrors(TyperGroup):
         except typer.Abort:
             errors.print("[red]aborted[/]")
             sys.exit(1)
+        except BrokenPipeError:  # `thinkfl cases STORE | head`: the reader left; say nothing
+            _silence_stdout()
+            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: ClickContext) -> object:
         try:
             return super().invoke(ctx)
-        except (click_errors.ClickException, typer.Exit, typer.Abort):
+        except (click_errors.ClickException, typer.Exit, typer.Abort, BrokenPipeError):
             raise
         except (TelemetryError, ModelError, PolicyError, pydantic.ValidationError) as error:
             raise _fail(error) from None
@@ -80,6 +83,13 @@ class _OneLineErrors(TyperGroup):
                 soft_wrap=True,
             )
             raise typer.Exit(code=1) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit raises no second BrokenPipeError
+    (the recipe of Python's signal documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _os_error_line(error: OSError) -> str:

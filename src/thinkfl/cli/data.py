@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +32,7 @@ from thinkfl.telemetry import (
     extract_cases,
 )
 from thinkfl.telemetry import ingest as run_ingest
-from thinkfl.telemetry.incidents import IncidentRules, detect_incidents
+from thinkfl.telemetry.incidents import IncidentRules, cases_phrase, detect_incidents
 
 
 def _detect_when_unlabelled(store: Path) -> None:
@@ -41,8 +42,7 @@ def _detect_when_unlabelled(store: Path) -> None:
         return
     found = detect_incidents(opened).incidents
     opened.save_cases(found)
-    noun = "incident" if len(found) == 1 else "incidents"
-    console.print(f"[green]no labels[/]: {len(found)} {noun} found in the telemetry itself")
+    console.print(f"[green]no labels[/]: {cases_phrase(found)} found in the telemetry itself")
 
 
 def _start_from_evidence(store: Path) -> None:
@@ -101,7 +101,12 @@ def ingest(
         _start_from_evidence(result.store)
     except TelemetryError as error:
         raise _fail(error) from None
-    counts = ", ".join(f"{value:,} {name}" for name, value in result.counts.items())
+    # the cases as stored now (incidents found when there are no labels), as `info` says
+    listed = cases_phrase(TelemetryStore.open(result.store).cases())
+    counts = ", ".join(
+        f"{value:,} {name}" for name, value in result.counts.items() if name != "cases"
+    )
+    counts += f", {listed}"
     console.print(f"[green]stored[/] {result.store}: {counts}", soft_wrap=True)
     for line in result.recovered:
         errors.print(f"[yellow]recovered[/] {line}", highlight=False, soft_wrap=True)
@@ -198,27 +203,52 @@ def _known(values: dict[str, float | None]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+CASE_COLUMNS = (
+    "case",
+    "root cause",
+    "fault type",
+    "entry span",
+    "x base",
+    "anomaly",
+    "start through",
+)
+
+
+def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Rows for people on a terminal (the first column, the id people copy, is never cut:
+    the others wrap), or plain tab-separated lines in full for a pipe or a file."""
+    if not console.is_terminal:
+        sys.stdout.write(f"# {title}\n" + "\t".join(columns) + "\n")
+        sys.stdout.writelines("\t".join(row) + "\n" for row in rows)
+        return
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    longest = max((len(row[0]) for row in rows), default=len(columns[0]))
+    table.add_column(columns[0], no_wrap=True, min_width=max(longest, len(columns[0])))
+    for column in columns[1:]:  # wrapped between words first, never narrower than one
+        table.add_column(column, overflow="fold", min_width=max(map(len, column.split())))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def _show_cases(store: Path, listed: list[Any], missed: list[str], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps([c.model_dump(mode="json") for c in listed], indent=1) + "\n")
         return
-    table = Table(title=f"{len(listed)} failure cases in {store}", box=box.SIMPLE_HEAD)
-    for column in ("case", "root cause (level: entity)", "fault type", "entry span", "x base"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("anomaly", no_wrap=True)
-    table.add_column("start through", no_wrap=True)
-    for case in listed:
-        truth = case.truth
-        table.add_row(
+    title = f"{cases_phrase(listed)} in {store}"
+    rows = [
+        (
             case.case_id,
-            f"{truth.level.value}: {truth.entity}" if truth else "unlabelled",
-            truth.fault_type if truth else "-",
-            case.entry_span_id[:16],
+            f"{case.truth.level.value}: {case.truth.entity}" if case.truth else "unlabelled",
+            case.truth.fault_type if case.truth else "-",
+            case.entry_span_id,
             f"{case.latency_ratio:.1f}",
             f"{case.anomaly.value} ({case.anomalous_traces})",
             case.start_component or "slowest",
         )
-    console.print(table)
+        for case in listed
+    ]
+    _print_table(title, CASE_COLUMNS, rows)
     if missed:
         errors.print(
             f"[yellow]{len(missed)} labelled faults without a detected incident[/]: "
@@ -298,10 +328,10 @@ def info(store: StoreArgument) -> None:
     counts = opened.table_rows() | {
         "entities": len(opened.entities()),
         "faults": len(opened.faults()),
-        "cases": len(opened.cases()),
     }
     for name, value in counts.items():
         console.print(f"  {name:<10} {value:>12,}")
+    console.print(f"  {cases_phrase(opened.cases())}")
     if manifest.time_range:
         console.print(f"  time range {manifest.time_range[0]} .. {manifest.time_range[1]}")
     if manifest.skipped_rows:

@@ -51,7 +51,9 @@ def evaluate_command(
 ) -> None:
     """Run methods over every case of a store; write per-case JSONL, summary.json/md and plots.
 
-    Methods: expert, local, hf, openai (agents) and random, most-frequent (baselines).
+    Methods (each once, however often it is given): expert, local, hf, openai (agents);
+    evidence (the evidence layer's own ranking); n-sigma, baro, microrank, tracerca
+    (classical baselines); random, most-frequent (floors).
     """
     from thinkfl.evaluate import EvaluationError, case_results, method_names, run_method
     from thinkfl.evaluate.report import REPORT_FILES, write_report
@@ -73,7 +75,7 @@ def evaluate_command(
             )
         selected = labelled[: cases or None]
         results = []
-        for method in methods:
+        for method in dict.fromkeys(methods):  # each method once, in the order given
             progress = _counting_progress(f"[bold]{method:<14}[/]")
             with progress:
                 task = progress.add_task(method, total=len(selected))

@@ -28,6 +28,8 @@ from thinkfl.cli.ui import (
     console,
     errors,
 )
+from thinkfl.evidence.start import case_by_id, case_starting_at
+from thinkfl.files import refuse_special_file
 from thinkfl.models.factory import PolicyError, PolicyKind, make_policy
 from thinkfl.models.registry import (
     DEFAULT_MODEL,
@@ -39,7 +41,7 @@ from thinkfl.telemetry import (
     TelemetryError,
     TelemetryStore,
 )
-from thinkfl.telemetry.incidents import case_at, case_for_trace
+from thinkfl.telemetry.incidents import case_for_trace
 from thinkfl.tools import Toolbox, parse_timestamp
 
 
@@ -115,6 +117,9 @@ def localize(
     """Investigate one failure case and print the ranked root causes with their evidence."""
     if save is not None and save.is_dir():
         raise _fail(f"{save}: is a folder; --save appends to a JSONL file. Fix: give a file path")
+    for target in (save, html):  # before the investigation, not after it
+        if target is not None:
+            refuse_special_file(target)
     try:
         opened = TelemetryStore.open(store)
         failure = _case_to_investigate(opened, case, trace, at, service)
@@ -174,7 +179,7 @@ def _case_to_investigate(
     if service and not at:
         raise typer.BadParameter("--service goes with --at")
     if case:
-        return store.case(case)
+        return case_by_id(store, case)
     if trace:
         return case_for_trace(store, trace)
     when = parse_timestamp(at)
@@ -182,7 +187,7 @@ def _case_to_investigate(
         raise typer.BadParameter(
             f"--at '{at}': use ISO 8601 (2024-05-01T10:16:50Z) or epoch seconds"
         )
-    return case_at(store, when, service)
+    return case_starting_at(store, when, service)
 
 
 @app.command()
@@ -198,7 +203,7 @@ def report(
     from thinkfl.serve.report import render_report, write_report
 
     opened = TelemetryStore.open(store)
-    failure = opened.case(case)
+    failure = case_by_id(opened, case)
     chosen = make_policy(policy, model, base_url, None, False)
     trajectory = run_case(Toolbox(opened, failure), chosen, Budget())
     _exit_unless_answered(trajectory)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -72,16 +74,14 @@ def serve(
 
     from thinkfl.serve.app import ServeSettings, create_app
 
-    token = (
-        token_file.read_text(encoding="utf-8").strip()
-        if token_file
-        else os.environ.get("THINKFL_API_TOKEN", "").strip()
-    ) or None
+    token = _read_token(token_file)
     if token is None and host not in LOOPBACK:
         raise _fail(
             f"--host {host}: a server reachable from other machines needs a bearer token. "
             "Fix: set THINKFL_API_TOKEN or pass --token-file"
         )
+    # listen before anything is created: a port in use leaves no store folder behind
+    listener = _listen(host, port)
     if policy == PolicyKind.LOCAL and (model is None or model in REGISTRY):
         _pull_with_progress(model or DEFAULT_MODEL)
     shared = (
@@ -109,4 +109,34 @@ def serve(
         f"(token {'required' if token else 'off: loopback only'}), investigator {policy.value}",
         soft_wrap=True,
     )
-    uvicorn.run(server_app, host=host, port=port, log_level="info", access_log=False)
+    config = uvicorn.Config(server_app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _read_token(token_file: Path | None) -> str | None:
+    """The bearer token from --token-file (which must hold one) or $THINKFL_API_TOKEN."""
+    if token_file is None:
+        return os.environ.get("THINKFL_API_TOKEN", "").strip() or None
+    token = token_file.read_text(encoding="utf-8").strip()
+    if not token:
+        raise _fail(
+            f"{token_file}: the token file is empty, and an empty file must not turn "
+            "authentication off. Fix: write the bearer token into it (e.g. "
+            f"`openssl rand -hex 32 > {token_file}`)"
+        )
+    return token
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or one clear line when it cannot be had."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        fix = (
+            "stop the process using it, or choose another --port"
+            if error.errno == errno.EADDRINUSE
+            else "give an address of this machine with --host (e.g. 127.0.0.1 or 0.0.0.0)"
+        )
+        reason = str(error.strerror or error).split(" (while attempting")[0]
+        raise _fail(f"--host {host} --port {port}: cannot listen ({reason}). Fix: {fix}") from None

@@ -16,7 +16,7 @@ from typing import Any
 from thinkfl.agent import Budget, Finish, Trajectory, run_case
 from thinkfl.baselines import BASELINES
 from thinkfl.evaluate.metrics import CaseResult
-from thinkfl.files import atomic_write, atomic_write_json
+from thinkfl.files import atomic_write, atomic_write_json, open_append
 from thinkfl.grader import MatchLevel, rank_of_truth
 from thinkfl.models.factory import PolicyKind, make_policy
 from thinkfl.telemetry import FailureCase, TelemetryStore
@@ -104,7 +104,7 @@ def run_method(
         lock = threading.Lock()
 
         def finish(trajectory: Trajectory) -> None:
-            with lock, path.open("a", encoding="utf-8") as handle:
+            with lock, open_append(path) as handle:
                 handle.write(trajectory.model_dump_json() + "\n")
             done[trajectory.case_id] = trajectory
             on_case(trajectory)

@@ -21,7 +21,7 @@ from thinkfl.telemetry import TelemetryStore
 
 FOLDER = "evidence"
 # bumped when detectors, derived tables or the fusion change: older files are not reused
-REVISION = 9
+REVISION = 10  # 10: evidence items say when their strength is capped
 
 
 def cache_dir(store: TelemetryStore) -> Path:

@@ -124,7 +124,8 @@ def _deviation(
     change = abs(extreme - centre)
     if abs(centre) > 0 and change < s.min_relative_change * abs(centre):
         return None
-    z = min(change / spread, s.max_strength * s.sigma)
+    cap = s.max_strength * s.sigma
+    z = min(change / spread, cap)
     if z < s.sigma:
         return None
     return EvidenceItem(
@@ -136,5 +137,6 @@ def _deviation(
         normal=round(centre, 4),
         unit="",
         strength=round(z / s.sigma, 3),
+        capped=z >= cap,
         pointers=[f"metric:{row['entity']}/{row['metric']}"],
     )

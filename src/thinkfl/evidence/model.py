@@ -44,6 +44,7 @@ class EvidenceItem(BaseModel):
     normal: float
     unit: str = ""
     strength: float = Field(description="1.0 = the detector's threshold; larger is stronger")
+    capped: bool = Field(False, description="the strength hit its detector's cap (it was larger)")
     pointers: list[str] = Field(
         default_factory=list,
         description="span ids, 'log:<template id>' or 'metric:<entity>/<name>'",
@@ -53,6 +54,11 @@ class EvidenceItem(BaseModel):
         """One compact phrase for a small model: what, now against normal."""
         now, normal = _num(self.observed) + self.unit, _num(self.normal) + self.unit
         return f"{self.kind.value} {self.subject[:60]}: {now} vs {normal}"
+
+    def strength_text(self) -> str:
+        """The strength as what it is, a multiple of the detector's threshold, never to be
+        read as observed / normal (a capped strength says so)."""
+        return f"strength {self.strength:.1f}" + (" capped" if self.capped else "")
 
 
 class EntityScore(BaseModel):

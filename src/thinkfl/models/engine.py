@@ -80,14 +80,20 @@ class LlamaEngine:
 
         quiet_llama_cpp()
         self.path = Path(model_path)
-        self.llm = Llama(
-            model_path=str(self.path),
-            n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count(),
-            seed=seed,
-            n_gpu_layers=n_gpu_layers,
-            verbose=False,
-        )
+        try:
+            self.llm = Llama(
+                model_path=str(self.path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count(),
+                seed=seed,
+                n_gpu_layers=n_gpu_layers,
+                verbose=False,
+            )
+        except ValueError as error:  # llama.cpp's one word for a file it cannot load
+            raise EngineError(
+                f"{self.path}: llama.cpp cannot load this model (a damaged, truncated or "
+                f"unsupported GGUF): {error}"
+            ) from error
         model = self.llm._model
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:

@@ -163,13 +163,33 @@ def pull(name: str, on_bytes: Callable[[int, int], None] = lambda _done, _total:
     return target
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf_file(path: Path, what: str, fix: str) -> Path:
+    """`path` if it starts with the GGUF magic; a ModelError naming `what` and `fix` if not."""
+    with path.open("rb") as file:
+        head = file.read(len(GGUF_MAGIC))
+    if head != GGUF_MAGIC:
+        raise ModelError(
+            f"{path}: not a GGUF file (it starts with {head!r}, a GGUF starts with "
+            f"{GGUF_MAGIC!r}), so it cannot be {what}. Fix: {fix}"
+        )
+    return path
+
+
 def resolve_gguf(model: str) -> Path:
     """A registry name (pulled when missing) or a path to a local .gguf file."""
     if model in REGISTRY:
         return pull(model)
     path = Path(model).expanduser()
     if path.is_file():
-        return path
+        return check_gguf_file(
+            path,
+            "a model for --policy local",
+            "give a .gguf model file (convert a Hugging Face model with llama.cpp's "
+            "convert_hf_to_gguf.py), or use --policy hf for a Hugging Face model directory",
+        )
     raise ModelError(
         f"no model '{model}': neither a known name ({', '.join(REGISTRY)}) nor a GGUF file. "
         "Fix: give a path to a .gguf file, an HF model directory with --policy hf, or an "
@@ -189,7 +209,12 @@ def resolve_adapter(model: str | None, adapter: str | None) -> Path | None:
                 f"adapter '{adapter}' not found. Fix: give the adapter.gguf a training stage "
                 f"wrote (RUN/<stage>/adapter.gguf), or '{NO_ADAPTER}' for the base model"
             )
-        return path
+        return check_gguf_file(
+            path,
+            "a LoRA adapter",
+            f"give the adapter.gguf a training stage wrote (RUN/<stage>/adapter.gguf), "
+            f"or '{NO_ADAPTER}' for the base model",
+        )
     bundled = ADAPTERS_DIR / BUNDLED_ADAPTERS.get(model or DEFAULT_MODEL, "-")
     return bundled if bundled.is_file() else None
 

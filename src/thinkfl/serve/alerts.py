@@ -2,7 +2,7 @@
 
 A firing alert becomes a case: its time is `startsAt`, its scope the first of the labels
 `service`, `service_name`, `job`, `app`, `pod` that names a service or pod the store knows;
-the entry trace is chosen label-free, as `thinkfl cases` does (`incidents.case_at`).
+the entry trace is chosen label-free, as for stored cases (`evidence.start.case_starting_at`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from thinkfl.evidence.start import ALERT_LOOKBACK_S, case_starting_at
 from thinkfl.telemetry import FailureCase, Level, TelemetryStore
-from thinkfl.telemetry.incidents import case_at
 
 SCOPE_LABELS = ("service", "service_name", "job", "app", "pod")
 _ALERT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -61,7 +61,7 @@ def scope_of(alert: Alert, store: TelemetryStore) -> str | None:
 def case_of(alert: Alert, store: TelemetryStore) -> FailureCase:
     """The case a firing alert asks about (raises TelemetryError when no trace fits)."""
     service = scope_of(alert, store)
-    case = case_at(store, alert.startsAt, service)
+    case = case_starting_at(store, alert.startsAt, service, lookback_s=ALERT_LOOKBACK_S)
     name = alert.labels.get("alertname", "alert")
     key = alert.fingerprint or f"{alert.startsAt:%Y%m%d-%H%M%S}"
     return case.model_copy(update={"case_id": alert_case_id(name, key)})

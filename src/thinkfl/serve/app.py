@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from thinkfl.agent import Budget
 from thinkfl.agent.policy import Policy
+from thinkfl.evidence.start import case_by_id, case_starting_at
 from thinkfl.serve import otlp
 from thinkfl.serve.alerts import AlertmanagerPayload, case_of
 from thinkfl.serve.body import BodyTooLarge, inflate_gzip, over_limit
@@ -47,7 +48,6 @@ from thinkfl.serve.investigations import (
 )
 from thinkfl.serve.report import render_report
 from thinkfl.telemetry import TelemetryError, TelemetryStore
-from thinkfl.telemetry.incidents import case_at
 from thinkfl.telemetry.live import LiveStore
 from thinkfl.telemetry.model import CaseId
 
@@ -254,9 +254,9 @@ def create_app(settings: ServeSettings, make_policy: Callable[[], Policy]) -> Fa
         store = live.open()
         try:
             if asked.case_id:
-                case = store.case(asked.case_id)
+                case = case_by_id(store, asked.case_id)
             elif asked.at:
-                case = case_at(store, asked.at, asked.service)
+                case = case_starting_at(store, asked.at, asked.service)
                 remember_case(store, case)
             else:
                 return _problem(400, "give case_id, or at (an ISO time) with an optional service")

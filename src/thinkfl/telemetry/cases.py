@@ -185,24 +185,36 @@ def case_from_entries(
     )
 
 
-def restart_through(
-    store: TelemetryStore, case: FailureCase, level: str, name: str, rules: CaseRules | None = None
-) -> FailureCase | None:
-    """The case started instead from the most anomalous entry trace of its window that passes
-    through the component (level, name); None when no entry trace of the window does.
-
-    Used with a label-free choice of component (the strongest evidence): code-level faults
-    barely change latency, so the slowest entry trace often never reaches the culprit.
-    """
-    rules = rules or CaseRules()
+def _traces_through(store: TelemetryStore, case: FailureCase, level: str, name: str) -> set[str]:
     column = {"pod": "pod", "node": "node"}.get(level, "service")
-    through = {
+    return {
         row["trace_id"]
         for row in store.query(
             f"SELECT DISTINCT trace_id FROM spans WHERE {column} = ? AND start BETWEEN ? AND ?",
             [name, case.window_start, case.window_end],
         ).to_pylist()
     }
+
+
+def restart_through(
+    store: TelemetryStore,
+    case: FailureCase,
+    level: str,
+    name: str,
+    rules: CaseRules | None = None,
+    service: str | None = None,
+) -> FailureCase | None:
+    """The case started instead from the most anomalous entry trace of its window that passes
+    through the component (level, name) (and through `service`, when given); None when no
+    entry trace of the window does.
+
+    Used with a label-free choice of component (the strongest evidence): code-level faults
+    barely change latency, so the slowest entry trace often never reaches the culprit.
+    """
+    rules = rules or CaseRules()
+    through = _traces_through(store, case, level, name)
+    if service is not None:
+        through &= _traces_through(store, case, "service", service)
     # the other labelled faults' windows, as long as this case's, stay out of the baseline
     like_this = rules.model_copy(
         update={

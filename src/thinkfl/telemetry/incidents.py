@@ -27,6 +27,22 @@ from thinkfl.telemetry.errors import TelemetryError
 from thinkfl.telemetry.model import FailureCase, Fault
 from thinkfl.telemetry.store import TelemetryStore
 
+INCIDENT_PREFIX = "incident-"  # detected incidents' ids: this, then the first anomaly's time
+
+
+def cases_phrase(cases: Sequence[FailureCase]) -> str:
+    """How many cases a store lists, in one wording everywhere (ingest, info, cases): detected
+    incidents are "incidents", cases of labelled faults "cases".
+
+    >>> cases_phrase([])
+    '0 cases'
+    """
+    detected = sum(case.case_id.startswith(INCIDENT_PREFIX) for case in cases)
+    if cases and detected == len(cases):
+        return f"{len(cases)} incident{'s' * (len(cases) != 1)}"
+    phrase = f"{len(cases)} case{'s' * (len(cases) != 1)}"
+    return phrase + (f" ({detected} of them detected incidents)" if detected else "")
+
 
 class IncidentRules(BaseModel):
     latency_factor: float = Field(
@@ -102,7 +118,7 @@ def detect_incidents(store: TelemetryStore, rules: IncidentRules | None = None) 
         if fault is not None:
             matched.add(fault.fault_id)
         case = case_from_entries(
-            f"incident-{group[0]['start']:%Y%m%d-%H%M%S}",
+            f"{INCIDENT_PREFIX}{group[0]['start']:%Y%m%d-%H%M%S}",
             fault.truth if fault else None,
             group[0]["start"],
             (start, end),
@@ -120,8 +136,20 @@ def detect_incidents(store: TelemetryStore, rules: IncidentRules | None = None) 
 def _matching(
     faults: list[Fault], start: datetime, end: datetime, rules: IncidentRules
 ) -> Fault | None:
+    """The labelled fault an incident window [start, end] belongs to: among the faults from
+    `match_slack_s` before it to its end, the one whose case window (the stored cases' window
+    after the fault time) overlaps it most; the nearest in time when none overlaps."""
     slack = timedelta(seconds=rules.match_slack_s)
-    return next((f for f in faults if start - slack <= f.time <= end), None)
+    near = [f for f in faults if start - slack <= f.time <= end]
+    if not near:
+        return None
+    active = timedelta(seconds=CaseRules().after_s)
+
+    def overlap(fault: Fault) -> float:
+        shared = min(end, fault.time + active) - max(start, fault.time)
+        return max(shared.total_seconds(), 0.0)
+
+    return max(near, key=lambda f: (overlap(f), -abs((f.time - start).total_seconds())))
 
 
 def case_for_trace(

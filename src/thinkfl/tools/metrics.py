@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from thinkfl.tools.toolbox import Toolbox
 
 
+# A flat baseline still needs a real move: its spread is floored at this share of its level.
+SPREAD_FLOOR = 0.05
+
+
 class MetricFindings(BaseModel):
     evidence: list[EvidenceItem] = Field(default_factory=list)
     scores: list[ComponentScore] = Field(default_factory=list)
@@ -60,12 +64,14 @@ class SearchFluctuatingMetrics(EntityTool):
         for row in rows:
             if row["cur"] is None or row["mu"] is None or row["n_base"] < 2:
                 continue
-            # a flat baseline still needs a real move: its spread is floored at 5% of its level
-            floor = 1e-9 + 0.05 * abs(row["mu"])
+            floor = 1e-9 + SPREAD_FLOOR * abs(row["mu"])
             sd = max(row["sd"], floor)
-            z = max(abs(row["hi"] - row["mu"]), abs(row["lo"] - row["mu"])) / sd
+            peak = (
+                row["hi"] if abs(row["hi"] - row["mu"]) >= abs(row["lo"] - row["mu"]) else row["lo"]
+            )
+            z = abs(peak - row["mu"]) / sd
             if z > lim.sigma:
-                found.append((z, row))
+                found.append((z, row | {"sd_used": sd, "floored": row["sd"] < floor, "peak": peak}))
         found.sort(key=lambda item: (-item[0], item[1]["entity"], item[1]["metric"]))
         block, scores, evidence_data = box.evidence_view(entity, METRIC_KINDS, "metric evidence")
         if not found:
@@ -85,9 +91,12 @@ class SearchFluctuatingMetrics(EntityTool):
                 ).model_dump(),
             )
         width = max(len(r["entity"]) for _z, r in found)
+        # each line can be checked by hand: sigma = |peak - normal| / spread
+        floor_note = f" ({SPREAD_FLOOR:.0%} floor)"
         lines = [
-            f"{r['entity']:<{width}}  {r['metric'][:34]:<34} normal {r['mu']:>10.3g} ±{r['sd']:<9.3g} "
-            f"now {r['cur']:>10.3g} (range {r['lo']:.3g}..{r['hi']:.3g})  {z:5.1f} sigma"
+            f"{r['entity']:<{width}}  {r['metric'][:34]:<34} normal {r['mu']:.3g} "
+            f"±{r['sd_used']:.3g}{floor_note if r['floored'] else ''}, peak {r['peak']:.3g}: "
+            f"{z:.1f} sigma"
             for z, r in found
         ]
         body, cut = box.cut(lines, len(lines), "fluctuating metrics")

@@ -205,7 +205,7 @@ class Toolbox:
             EvidenceKind.SATURATION: "SATURATED",
             EvidenceKind.METRIC_SHIFT: "SHIFT",
         }.get(item.kind, item.kind.value)
-        return f"  {label} {item.entity} {item.short().split(' ', 1)[1]} (x{item.strength:.1f})"
+        return f"  {label} {item.entity} {item.short().split(' ', 1)[1]} ({item.strength_text()})"
 
     def component_scores(self, entity: Entity) -> list[ComponentScore]:
         """The fused evidence of an entity and what it covers (its pods, their nodes),

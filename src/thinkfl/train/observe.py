@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from thinkfl.files import atomic_path
+from thinkfl.files import atomic_path, open_append
 
 
 class RolloutLog:
@@ -26,7 +26,7 @@ class RolloutLog:
         self._pending: list[dict[str, Any]] = []
 
     def add(self, record: dict[str, Any]) -> None:
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
+        with self._lock, open_append(self.path) as handle:
             handle.write(json.dumps(record, default=str) + "\n")
             self._pending.append(record)
 
@@ -58,7 +58,7 @@ class MetricsWriter(TrainerCallback):  # type: ignore[misc]  # TRL's class is un
         row = {"stage": self.stage, "step": state.global_step, **logs}
         if self.rollouts is not None:
             row.update(self.rollouts.drain())
-        with self.jsonl.open("a", encoding="utf-8") as handle:
+        with open_append(self.jsonl) as handle:
             handle.write(json.dumps(row) + "\n")
         write_csv(read_rows(self.jsonl), self.csv)
 

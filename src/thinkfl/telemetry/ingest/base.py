@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
-from thinkfl.telemetry.ingest.csvread import BadRowBudget, read_csv_checked
+from thinkfl.telemetry.ingest.csvread import EPOCH_DIGITS_MAX, BadRowBudget, read_csv_checked
 from thinkfl.telemetry.model import Fault, GroundTruth, Level, service_of_pod
 from thinkfl.telemetry.store import StoreWriter
 
@@ -107,9 +107,21 @@ def implausible_time(value: int, unit: str) -> tuple[str, str] | None:
     when = _as_datetime(value * EPOCH_UNITS[unit])
     if plausible(when):
         return None
-    shown = f"{when:%Y-%m-%dT%H:%M:%SZ}" if when else "out of range"
-    side = "before 2000" if when is not None and when < PLAUSIBLE_SINCE else "after tomorrow"
-    problem = f"reads as {shown}, {side}"
+    digits = len(str(abs(value)))
+    if when is None and digits > EPOCH_DIGITS_MAX:
+        problem = (
+            f"a {digits}-digit number, too long for any epoch time (seconds have 10 digits, "
+            "ms 13, µs 16, ns 19)"
+        )
+    elif when is None:
+        problem = (
+            "reads as before the year 1, before 2000"
+            if value < 0
+            else ("reads as after the year 9999, after tomorrow")
+        )
+    else:
+        side = "before 2000" if when < PLAUSIBLE_SINCE else "after tomorrow"
+        problem = f"reads as {when:%Y-%m-%dT%H:%M:%SZ}, {side}"
     for guess, factor in EPOCH_UNITS.items():
         if guess != unit and plausible(_as_datetime(value * factor)):
             ratio = factor / EPOCH_UNITS[unit]

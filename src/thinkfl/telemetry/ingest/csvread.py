@@ -10,6 +10,7 @@ the file, the line or column and the fix.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from thinkfl.telemetry.errors import IngestError
 
+INTEGER_TYPES = {"BIGINT", "INTEGER", "UBIGINT", "HUGEINT"}
 _STRUCTURAL_ERRORS = {"UNQUOTED VALUE", "TOO MANY COLUMNS", "MISSING COLUMNS", "INVALID STATE"}
 # The longest row read (bytes). Real exports carry multi-megabyte log lines (stack traces,
 # dumped payloads); a longer row is reported as malformed, never dropped silently.
@@ -45,6 +47,9 @@ class BadRowBudget:
             )
 
 
+BYTE_ORDER_MARK = "\ufeff"
+
+
 def read_header(path: Path) -> list[str]:
     """The header row of a CSV file; fails clearly for a missing or empty file."""
     if not path.is_file():
@@ -59,6 +64,14 @@ def read_header(path: Path) -> list[str]:
             ) from None
     if not header:
         raise IngestError(path, "line 1", "the file is empty (no header row)", "re-export it")
+    if header[0].startswith(BYTE_ORDER_MARK):
+        raise IngestError(
+            path,
+            "line 1",
+            "the header starts with a UTF-8 byte-order mark (BOM, bytes EF BB BF), which "
+            f"would become part of the column name {header[0].lstrip(BYTE_ORDER_MARK)!r}",
+            "save the file as UTF-8 without a BOM (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)",
+        )
     names = [name.strip() for name in header]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -134,6 +147,33 @@ def read_csv_checked(
     return table
 
 
+# An epoch time has 10 digits in seconds, 13 in ms, 16 in µs, 19 in ns (this century).
+EPOCH_DIGITS_MAX = 19
+_UNCONVERTIBLE = re.compile(r'Could not convert string "([^"]*)"')
+
+
+def _cast_error(
+    path: Path, line: int, column: str, column_type: str | None, message: str
+) -> IngestError:
+    """A value that does not fit its column's type, with the number-too-long case named."""
+    value = _UNCONVERTIBLE.search(message)
+    digits = value.group(1).strip().lstrip("-") if value else ""
+    if column_type in INTEGER_TYPES and digits.isdigit() and len(digits) > EPOCH_DIGITS_MAX:
+        return IngestError(
+            path,
+            f"line {line}, column '{column}'",
+            f"a {len(digits)}-digit number, too long for any epoch time (seconds have 10 "
+            "digits, ms 13, µs 16, ns 19) and for a 64-bit integer",
+            f"write '{column}' as an epoch time in the unit this layout documents",
+        )
+    return IngestError(
+        path,
+        f"line {line}, column '{column}'",
+        f"value is not a valid {column_type or 'value'} ({message})",
+        f"write '{column}' as {column_type or 'the documented type'} on every row",
+    )
+
+
 def _account_rejects(
     path: Path, rejects: list[tuple[Any, ...]], types: Mapping[str, str], budget: BadRowBudget
 ) -> None:
@@ -145,12 +185,7 @@ def _account_rejects(
         structural = set(error_types) & _STRUCTURAL_ERRORS
         # A bad value in a well-formed row is a data error; in a spliced row it is noise.
         if "CAST" in error_types and not structural:
-            raise IngestError(
-                path,
-                f"line {line}, column '{column}'",
-                f"value is not a valid {types.get(column, 'value')} ({message})",
-                f"write '{column}' as {types.get(column, 'the documented type')} on every row",
-            )
+            raise _cast_error(path, line, column, types.get(column), message)
         if line >= last_line:
             raise IngestError(
                 path,

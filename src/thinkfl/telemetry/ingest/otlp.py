@@ -246,8 +246,10 @@ def _requests(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if not text.strip():
         raise IngestError(file, "line 1", "the file is empty", "re-export it")
     lines = text.splitlines()
-    first = lines[0].strip()
-    if len(lines) > 1 and first.startswith("{") and first.endswith("}"):
+    filled = [line.strip() for line in lines if line.strip()]
+    first = filled[0]
+    # JSON lines (blank lines between requests are skipped) or one pretty-printed request
+    if len(filled) > 1 and first.startswith("{") and first.endswith("}"):
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 yield number, _decode(file, number, line)
