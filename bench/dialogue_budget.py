@@ -5,6 +5,7 @@ the student issue (compact prompt, compact observations, handles, fresh sub-cont
 chosen on numbers.
 
     python bench/dialogue_budget.py STORE [STORE ...] [--cases N] [--tokens-of MODEL]
+        [--dialogue full|compact]
 
 Per store: dialogue length p50/max, and per part its share of all tokens, its tokens per
 dialogue (mean) and per message (p50/max). A message's count is what it adds to the rendered
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from heldout import dialogue_tokens
 from machine import cpu_line
-from thinkfl.agent import ExpertPolicy, Trajectory, run_case
+from thinkfl.agent import Budget, ExpertPolicy, Trajectory, run_case
+from thinkfl.agent.protocol import DialogueStyle
+from thinkfl.grader import MatchLevel, rank_of_truth
 from thinkfl.models.registry import DEFAULT_MODEL
 from thinkfl.telemetry import TelemetryStore
 from thinkfl.tools import Toolbox
@@ -41,14 +44,16 @@ def part_of(trajectory: Trajectory, index: int) -> str:
     return "case prompt" if index == 1 else "nudges (user)"
 
 
-def budget(path: Path, cases: int, count) -> None:
+def budget(path: Path, cases: int, count, style: DialogueStyle) -> None:
     store = TelemetryStore.open(path)
     totals: list[int] = []
     by_part: dict[str, list[int]] = defaultdict(list)
     per_dialogue: dict[str, int] = defaultdict(int)
     selected = store.cases()[: cases or None]
+    entities, first = store.entities(), 0
     for case in selected:
-        trajectory = run_case(Toolbox(store, case), ExpertPolicy())
+        trajectory = run_case(Toolbox(store, case), ExpertPolicy(), Budget(dialogue=style))
+        first += rank_of_truth(trajectory.ranking, case.truth, entities, MatchLevel.STRICT) == 0
         totals.append(count(trajectory.messages))
         before = 0
         for index in range(len(trajectory.messages)):
@@ -59,8 +64,9 @@ def budget(path: Path, cases: int, count) -> None:
             by_part[part_of(trajectory, index)].append(tokens)
             per_dialogue[part_of(trajectory, index)] += tokens
     grand = sum(per_dialogue.values())
-    print(f"\n### {path.name}: {len(selected)} dialogues of the expert")
+    print(f"\n### {path.name}: {len(selected)} {style.value} dialogues of the expert")
     print(
+        f"R@1 {first / len(selected):.2f}; "
         f"tokens per dialogue p50 {statistics.median(totals):.0f}, max {max(totals)}; "
         f"messages per dialogue {sum(map(len, by_part.values())) / len(selected):.1f}"
     )
@@ -79,11 +85,12 @@ def main() -> None:
     parser.add_argument("store", type=Path, nargs="+")
     parser.add_argument("--cases", type=int, default=0, help="first N cases per store (0: all)")
     parser.add_argument("--tokens-of", default=DEFAULT_MODEL, help="registry model to count with")
+    parser.add_argument("--dialogue", type=DialogueStyle, default=DialogueStyle.FULL)
     args = parser.parse_args()
     print(cpu_line())
     count = dialogue_tokens(args.tokens_of)
     for path in args.store:
-        budget(path, args.cases, count)
+        budget(path, args.cases, count, args.dialogue)
 
 
 if __name__ == "__main__":

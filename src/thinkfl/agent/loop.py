@@ -19,6 +19,7 @@ from thinkfl.agent.protocol import (
     NO_CALL,
     REPEATED,
     RETHINK,
+    DialogueStyle,
     ToolCall,
     force_print_nudge,
     observation_message,
@@ -30,6 +31,7 @@ from thinkfl.agent.seen import answer_from_steps
 from thinkfl.agent.trajectory import Finish, Message, Step, Trajectory
 from thinkfl.telemetry import candidates
 from thinkfl.tools import TOOL_SPECS, Observation, Toolbox
+from thinkfl.tools.compact import compact_text
 
 
 class Budget(BaseModel):
@@ -44,6 +46,11 @@ class Budget(BaseModel):
     temperature: float = Field(0.0, ge=0)
     rethink: bool = Field(False, description="ask once to look deeper before an early print")
     rethink_min_calls: int = Field(3, ge=0, description="an earlier print triggers the rethink")
+    dialogue: DialogueStyle = Field(
+        DialogueStyle.FULL,
+        description="full: the tool manual and long observations; compact: a short prompt "
+        "and compact observations, for a model trained on them",
+    )
     fallback_answer: bool = Field(
         True,
         description="when the model ends without a usable answer, rank what the observations "
@@ -107,8 +114,8 @@ class _Run:
             policy=policy.name,
             truth=case.truth,
             messages=[
-                Message(role="system", content=system_prompt()),
-                Message(role="user", content=user_prompt(case)),
+                Message(role="system", content=system_prompt(style=budget.dialogue)),
+                Message(role="user", content=user_prompt(case, budget.dialogue)),
             ],
         )
         self.seen: set[str] = set()
@@ -174,15 +181,17 @@ class _Run:
         )
         t.steps.append(step)
         t.tool_seconds += seconds
+        # the step keeps the long text for people; the model reads its dialogue's rendering
+        shown = (
+            compact_text(observation)
+            if self.budget.dialogue == DialogueStyle.COMPACT
+            else observation.text
+        )
         if self.policy.native_tools and call.id:
-            message = Message(
-                role="tool", content=observation.text, tool_call_id=call.id, is_observation=True
-            )
+            message = Message(role="tool", content=shown, tool_call_id=call.id, is_observation=True)
         else:
             message = Message(
-                role="user",
-                content=observation_message(call.name, observation.text),
-                is_observation=True,
+                role="user", content=observation_message(call.name, shown), is_observation=True
             )
         t.messages.append(message)
         if self.on_step:

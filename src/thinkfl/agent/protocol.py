@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -55,11 +56,46 @@ When you are sure, finish with print_results and at least three candidates, most
 {{"pod": "..."}}, {{"node": "..."}}]}}}}</tool_call>"""
 
 
-def system_prompt(specs: list[ToolSpec] | None = None) -> str:
+class DialogueStyle(StrEnum):
+    """How a dialogue is written: `full`, the tool manual and long observations (untrained and
+    remote models, and adapters trained on it); `compact`, a short prompt and the compact
+    observations (tools/compact.py) for a small model trained on them."""
+
+    FULL = "full"
+    COMPACT = "compact"
+
+
+# For a model trained on compact dialogues: what the manual says, in the fewest tokens.
+COMPACT_SYSTEM_PROMPT = (
+    "Find the root cause (service, pod or node) of a failed or slow request. From the entry "
+    "span, follow failing or high-evidence calls down with search_traces; check search_logs "
+    "and search_fluctuating_metrics of suspects. Use only names shown.\n"
+    "Tools: {tools}\n"
+    'One call per reply: <tool_call>{{"name": ..., "arguments": {{...}}}}</tool_call>\n'
+    "Finish with print_results, at least three causes, most likely first."
+)
+
+
+def system_prompt(
+    specs: list[ToolSpec] | None = None, style: DialogueStyle = DialogueStyle.FULL
+) -> str:
+    if style == DialogueStyle.COMPACT:
+        signatures = [
+            f"{spec.name}({', '.join(spec.parameters['properties'])})"
+            for spec in specs or TOOL_SPECS
+        ]
+        return COMPACT_SYSTEM_PROMPT.format(tools="; ".join(signatures))
     return SYSTEM_PROMPT.format(tools=tools_block(specs or TOOL_SPECS))
 
 
-def user_prompt(case: FailureCase) -> str:
+def user_prompt(case: FailureCase, style: DialogueStyle = DialogueStyle.FULL) -> str:
+    if style == DialogueStyle.COMPACT:
+        status = "failed" if case.entry_status == "error" else "slow"
+        return (
+            f"Entry {case.entry_service} {case.entry_operation[:40]} {status}: "
+            f"{case.entry_duration_us / 1000:.0f} ms, {case.latency_ratio:.1f}x normal. "
+            f"Span {case.entry_span_id}, time {case.entry_start.isoformat()}"
+        )
     status = "failed" if case.entry_status == "error" else "was slow"
     return (
         f"The request entering at service {case.entry_service} ({case.entry_operation}) {status}: "

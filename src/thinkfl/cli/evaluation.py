@@ -10,10 +10,12 @@ from rich import box
 from rich.table import Table
 
 from thinkfl.agent import Budget
+from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.cli.app import app
 from thinkfl.cli.ui import (
     AdapterOption,
     BaseUrlOption,
+    DialogueOption,
     MaxDepthOption,
     ModelOption,
     _advance,
@@ -48,6 +50,7 @@ def evaluate_command(
     base_url: BaseUrlOption = None,
     adapter: AdapterOption = None,
     max_depth: MaxDepthOption = 10,
+    dialogue: DialogueOption = DialogueStyle.FULL,
 ) -> None:
     """Run methods over every case of a store; write per-case JSONL, summary.json/md and plots.
 
@@ -86,7 +89,7 @@ def evaluate_command(
                     store,
                     out,
                     selected,
-                    Budget(max_depth=max_depth),
+                    Budget(max_depth=max_depth, dialogue=dialogue),
                     workers,
                     on_case=_advance(progress, task),
                     **options,

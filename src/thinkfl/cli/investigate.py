@@ -13,12 +13,14 @@ from rich.text import Text
 
 from thinkfl.agent import Budget, Step, Trajectory, run_case
 from thinkfl.agent.explain import evidence_lines
+from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.cli.app import app
 from thinkfl.cli.data import ingest
 from thinkfl.cli.modelcmd import _pull_with_progress
 from thinkfl.cli.ui import (
     AdapterOption,
     BaseUrlOption,
+    DialogueOption,
     InvalidRows,
     MaxDepthOption,
     ModelOption,
@@ -106,6 +108,7 @@ def localize(
     rethink: Annotated[
         bool, typer.Option(help="ask once to look deeper before an early answer")
     ] = False,
+    dialogue: DialogueOption = DialogueStyle.FULL,
     as_json: Annotated[bool, typer.Option("--json", help="print the trajectory as JSON")] = False,
     save: Annotated[
         Path | None, typer.Option(help="append the trajectory to this JSONL file")
@@ -137,7 +140,7 @@ def localize(
     trajectory = run_case(
         Toolbox(opened, failure),
         chosen,
-        Budget(max_depth=max_depth, rethink=rethink),
+        Budget(max_depth=max_depth, rethink=rethink, dialogue=dialogue),
         on_step=None if as_json else _show_step,
     )
     if save:

@@ -21,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.models.factory import PolicyKind
 from thinkfl.telemetry import (
     ADAPTERS,
@@ -109,4 +110,11 @@ AdapterOption = Annotated[
 ]
 MaxDepthOption = Annotated[
     int, typer.Option(min=1, help="exploring tool calls before a forced answer")
+]
+DialogueOption = Annotated[
+    DialogueStyle,
+    typer.Option(
+        help="full: the tool manual and long observations; compact: for a model trained on "
+        "compact dialogues (sft.dialogue: compact)"
+    ),
 ]

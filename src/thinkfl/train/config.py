@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from thinkfl.agent import Budget
+from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.grader import STAGES, TermSettings, Weights
 from thinkfl.models.registry import DEFAULT_MODEL
 
@@ -97,6 +98,12 @@ class SFTSettings(Strict):
         True,
         description="teach calls as bare JSON, without the <tool_call> tags: in small Qwen "
         "models the tags are untrained special tokens (docs/training.md)",
+    )
+    dialogue: DialogueStyle = Field(
+        DialogueStyle.FULL,
+        description="how the teacher's dialogues are written: full (the tool manual, long "
+        "observations) or compact (a short prompt and compact observations; the student "
+        "must then be run with the same style)",
     )
 
 

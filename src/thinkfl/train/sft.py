@@ -21,6 +21,7 @@ from thinkfl.agent import (
 )
 from thinkfl.agent.grammar import MAX_CAUSES
 from thinkfl.agent.policy import Policy
+from thinkfl.agent.protocol import system_prompt
 from thinkfl.files import atomic_path
 from thinkfl.grader import MatchLevel, rank_of_truth
 from thinkfl.train.config import SFTSettings, TrainConfig, TrainError
@@ -58,12 +59,21 @@ def collect_demonstrations(
     path: Path,
     on_question: QuestionDone = lambda _q, _t, _k: None,
 ) -> list[Trajectory]:
-    """Solved teacher trajectories, saved to `path`; an existing file is reused (resume)."""
+    """Solved teacher trajectories, saved to `path`; an existing file is reused (resume)
+    when its dialogues are of the configured style."""
+    prompt = system_prompt(style=settings.dialogue)
     if path.is_file():
-        return list(load_jsonl(path))
+        kept = list(load_jsonl(path))
+        if kept and kept[0].messages[0].content != prompt:
+            raise TrainError(
+                f"{path}: its dialogues are not of the configured style "
+                f"(sft.dialogue: {settings.dialogue.value}). Fix: remove the file to collect "
+                "them again, or set sft.dialogue to the style they were written in"
+            )
+        return kept
     policy, kept = teacher(settings), []
     for question in questions:
-        trajectory = run_case(question.toolbox(), policy, Budget())
+        trajectory = run_case(question.toolbox(), policy, Budget(dialogue=settings.dialogue))
         keep = solved(trajectory, question, settings.keep_rank)
         on_question(question, trajectory, keep)
         if keep:
