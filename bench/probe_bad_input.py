@@ -38,6 +38,7 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 
 from malformed import CORPUS, DEMO  # noqa: E402
+from test_hardening import files_outside  # noqa: E402
 from test_serve import AUTH as SERVER_AUTH  # noqa: E402
 from test_serve import Server  # noqa: E402
 from thinkfl.agent import ExpertPolicy  # noqa: E402
@@ -71,10 +72,6 @@ def one_clear_line(result) -> bool:
 def demo_store(folder: Path) -> Path:
     ingest("aiops2022", DEMO, folder / "store")
     return folder / "store"
-
-
-def files_outside(root: Path, store: Path) -> set[Path]:
-    return {p for p in root.rglob("*")} - {p for p in store.rglob("*")}
 
 
 def probe_corpus(tally: Tally, work: Path) -> None:

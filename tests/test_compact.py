@@ -35,15 +35,30 @@ def test_numbers_are_short_and_without_exponents():
 def test_compact_trace_rows_keep_ids_durations_and_evidence(box):  # noqa: F811
     root = box.call("search_traces", {"parent_span_id": "root0001"})
     # long form: call0001 1900 ms 100x normal, deeper cart-1 0.5 at cart0001; cat00001 30 ms 1x
+    # spans are named by handles: the shortest prefix of 6 or more characters unique in the
+    # trace (its other spans are h0..h24, g0..g3)
     assert compact_text(root).splitlines() == [
-        "root0001 frontend 2000ms calls:",
-        "call0001 frontend 1900ms 100x below cart-1 0.5 at cart0001",
-        "cat00001 frontend 30ms 1x",
+        "root00 frontend 2000ms calls:",
+        "call00 frontend 1900ms 100x below cart-1 0.5 at cart00",
+        "cat000 frontend 30ms 1x",
     ]
-    leaf = box.call("search_traces", {"parent_span_id": "cart0001"})
-    assert compact_text(leaf) == "cart0001 cart: leaf, no calls"
+    leaf = box.call("search_traces", {"parent_span_id": "cart00"})  # a handle resolves
+    assert compact_text(leaf) == "cart00 cart: leaf, no calls"
     cut = compact_text(root, CompactLimits(span_rows=1)).splitlines()
-    assert cut[1:] == ["call0001 frontend 1900ms 100x below cart-1 0.5 at cart0001", "+1 more"]
+    assert cut[1:] == ["call00 frontend 1900ms 100x below cart-1 0.5 at cart00", "+1 more"]
+
+
+def test_handles_are_the_shortest_unique_prefixes():
+    from thinkfl.tools.toolbox import unique_prefixes
+
+    ids = ["7c7347c3c726f7e7", "7c7347ff00000000", "79ebad9f6f9a38ae", "s1", "s10"]
+    assert unique_prefixes(ids, 6) == {
+        "7c7347c3c726f7e7": "7c7347c",  # shares 6 characters with its neighbour
+        "7c7347ff00000000": "7c7347f",
+        "79ebad9f6f9a38ae": "79ebad",
+        "s1": "s1",  # a prefix of another id: whole (an exact id resolves first)
+        "s10": "s10",
+    }
 
 
 def test_compact_metrics_show_each_series_once(box):  # noqa: F811
@@ -72,6 +87,52 @@ def test_compact_logs_show_patterns_with_their_usual_count(box):  # noqa: F811
     assert compact_text(quiet) == "scores: none\nno log shift, no warning or error"
     refused = box.call("search_logs", {"service_name": "nobody", "timestamp": when})
     assert not refused.ok and compact_text(refused) == refused.text  # errors stay in full
+
+
+def test_a_call_without_a_time_asks_about_the_failure_time(box):  # noqa: F811
+    at_failure = box.case.entry_start.isoformat()
+    for tool in ("search_logs", "search_fluctuating_metrics"):
+        timed = box.call(tool, {"service_name": "cart", "timestamp": at_failure})
+        untimed = box.call(tool, {"service_name": "cart"})
+        assert untimed.ok and untimed.text == timed.text
+
+
+def test_compact_calls_leave_the_time_out_and_name_spans_by_handles(demo):
+    from thinkfl.agent.policy import Turn
+    from thinkfl.models.backends import turn_choices_of
+    from thinkfl.tools import TOOL_SPECS
+
+    store, case = demo
+    full = run_case(Toolbox(store, case), ExpertPolicy())
+    compact = run_case(Toolbox(store, case), ExpertPolicy(), Budget(dialogue=DialogueStyle.COMPACT))
+    checks = [s for s in compact.steps if s.tool in ("search_logs", "search_fluctuating_metrics")]
+    assert checks and all("timestamp" not in s.arguments for s in checks)
+    traced = [s.arguments["parent_span_id"] for s in compact.steps if s.tool == "search_traces"]
+    # the entry span as the question gives it, then the handles the observations showed
+    assert traced[0] == case.entry_span_id and traced[1:]
+    assert all(len(handle) < len(case.entry_span_id) for handle in traced[1:])
+    timed = turn_choices_of(Turn(case=case, messages=[], steps=full.steps[:2], tools=TOOL_SPECS))
+    untimed = turn_choices_of(
+        Turn(
+            case=case,
+            messages=[],
+            steps=compact.steps[:2],
+            tools=TOOL_SPECS,
+            dialogue=DialogueStyle.COMPACT,
+        )
+    )
+    assert any('"timestamp"' in call for call in timed.calls)
+    assert untimed.calls and not any('"timestamp"' in call for call in untimed.calls)
+    assert len(untimed.calls) == len(timed.calls)  # the same calls, less the time
+    # after the entry's children were shown, the grammar offers the next span by its handle
+    first = Turn(
+        case=case,
+        messages=[],
+        steps=compact.steps[:1],
+        tools=TOOL_SPECS,
+        dialogue=DialogueStyle.COMPACT,
+    )
+    assert f'"parent_span_id": "{traced[1]}"' in "".join(turn_choices_of(first).calls)
 
 
 @pytest.fixture(scope="module")

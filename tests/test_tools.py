@@ -164,7 +164,7 @@ def test_one_registry_declares_prompts_checks_and_dispatches(box):
     assert [spec.name for spec in TOOL_SPECS] == list(TOOLS)
     logs = next(spec for spec in TOOL_SPECS if spec.name == "search_logs")
     # the schema is generated from the argument model: names, types, descriptions, required
-    assert logs.parameters["required"] == ["service_name", "timestamp"]
+    assert logs.parameters["required"] == ["service_name"]  # the time defaults to the failure
     assert logs.parameters["properties"]["service_name"]["type"] == "string"
     assert "exactly as shown" in logs.parameters["properties"]["service_name"]["description"]
     answer = next(spec for spec in TOOL_SPECS if spec.name == "print_results")

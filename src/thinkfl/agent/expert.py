@@ -26,8 +26,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from thinkfl.agent.policy import Reply, Turn
-from thinkfl.agent.protocol import ToolCall
-from thinkfl.agent.seen import evidence_seen, ranked_by_evidence
+from thinkfl.agent.protocol import DialogueStyle, ToolCall
+from thinkfl.agent.seen import evidence_seen, ranked_by_evidence, span_handles
 from thinkfl.agent.trajectory import Step
 
 
@@ -59,6 +59,8 @@ class ExpertPolicy:
         if not only_print:
             following = self._next_span(turn.case.entry_span_id, path, steps)
             if following is not None:
+                if turn.dialogue == DialogueStyle.COMPACT:  # by the handle it was shown with
+                    following = span_handles(steps).get(following, following)
                 return _call("search_traces", parent_span_id=following)
             check = self._next_check(path, steps, turn)
             if check is not None:
@@ -189,12 +191,17 @@ class ExpertPolicy:
         self, path: list[dict[str, Any]], steps: list[Step], turn: Turn
     ) -> Reply | None:
         done = {(s.tool, s.arguments.get("service_name")) for s in steps}
-        when = turn.case.entry_start.isoformat()
+        # a compact dialogue leaves the time out: the tools default to the failure time
+        when = (
+            {}
+            if turn.dialogue == DialogueStyle.COMPACT
+            else {"timestamp": turn.case.entry_start.isoformat()}
+        )
         suspects = self._suspects(path, steps, turn.case.entry_service)
         for service in suspects[: self.settings.suspects_checked]:
             for tool in ("search_logs", "search_fluctuating_metrics"):
                 if (tool, service) not in done:
-                    return _call(tool, service_name=service, timestamp=when)
+                    return _call(tool, service_name=service, **when)
         return None
 
     # --- ranking -------------------------------------------------------------------------

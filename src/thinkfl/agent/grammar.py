@@ -81,19 +81,23 @@ def _call_text(tool: str, arguments: dict[str, str]) -> str:
 def reply_choices(
     specs: list[ToolSpec],
     shown: ShownIdentifiers,
-    failure_time: str,
+    failure_time: str | None,
     made: dict[str, set[str]] | None = None,
 ) -> ReplyChoices:
     """The calls of `specs` naming only what was shown (module doc). `made`: per tool, the
     span or component it was already called with; a repeat answers nothing new, so it is left
-    out (when everything was made already, repeats are allowed rather than nothing)."""
+    out (when everything was made already, repeats are allowed rather than nothing).
+    `failure_time` None: calls leave their time argument out (compact dialogues; the tools
+    default to the failure time)."""
     made = made or {}
-    pools = {"span": shown.spans, "component": shown.components, "time": [failure_time]}
+    pools = {"span": shown.spans, "component": shown.components, "time": [failure_time or ""]}
     calls: list[str] = []
     answer_open = None
     for spec in specs:
         properties = spec.parameters["properties"]
         kinds = {name: schema.get("x-identifier") for name, schema in properties.items()}
+        if failure_time is None:
+            kinds = {name: kind for name, kind in kinds.items() if kind != "time"}
         for name, kind in kinds.items():
             if kind not in KINDS:
                 raise ValueError(f"{spec.name}.{name}: no identifier kind to constrain it by")
@@ -139,10 +143,16 @@ def calls_made(steps: list[Step], specs: list[ToolSpec]) -> dict[str, set[str]]:
 
 
 def turn_choices(
-    specs: list[ToolSpec], steps: list[Step], entry_span: str, entry_service: str, time: str
+    specs: list[ToolSpec],
+    steps: list[Step],
+    entry_span: str,
+    entry_service: str,
+    time: str | None,
+    handles: bool = False,
 ) -> ReplyChoices:
-    """The choices of the next reply of a dialogue that made `steps` so far."""
-    shown = shown_identifiers(steps, entry_span, entry_service)
+    """The choices of the next reply of a dialogue that made `steps` so far (`handles`: name
+    spans by the short handles compact observations show)."""
+    shown = shown_identifiers(steps, entry_span, entry_service, handles)
     return reply_choices(specs, shown, time, calls_made(steps, specs))
 
 

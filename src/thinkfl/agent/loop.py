@@ -134,6 +134,7 @@ class _Run:
             tools=tools,
             temperature=self.budget.temperature,
             max_tokens=self.budget.max_tokens_per_turn,
+            dialogue=self.budget.dialogue,
         )
         began = time.monotonic()
         remaining = self.budget.wall_clock_s - (began - self.started)

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from thinkfl.agent.protocol import ToolCall
+from thinkfl.agent.protocol import DialogueStyle, ToolCall
 from thinkfl.agent.trajectory import Message, Step
 from thinkfl.telemetry import FailureCase
 from thinkfl.tools import ToolSpec
@@ -21,6 +21,7 @@ class Turn(BaseModel):
     tools: list[ToolSpec]
     temperature: float = 0.0
     max_tokens: int = 512
+    dialogue: DialogueStyle = DialogueStyle.FULL  # compact: calls leave the time out
 
 
 class Reply(BaseModel):

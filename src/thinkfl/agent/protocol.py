@@ -76,12 +76,17 @@ COMPACT_SYSTEM_PROMPT = (
 )
 
 
+def _untimed(properties: dict[str, Any]) -> list[str]:
+    return [name for name, schema in properties.items() if schema.get("x-identifier") != "time"]
+
+
 def system_prompt(
     specs: list[ToolSpec] | None = None, style: DialogueStyle = DialogueStyle.FULL
 ) -> str:
     if style == DialogueStyle.COMPACT:
+        # compact calls leave the time out (the tools default to the failure time)
         signatures = [
-            f"{spec.name}({', '.join(spec.parameters['properties'])})"
+            f"{spec.name}({', '.join(_untimed(spec.parameters['properties']))})"
             for spec in specs or TOOL_SPECS
         ]
         return COMPACT_SYSTEM_PROMPT.format(tools="; ".join(signatures))
@@ -94,7 +99,7 @@ def user_prompt(case: FailureCase, style: DialogueStyle = DialogueStyle.FULL) ->
         return (
             f"Entry {case.entry_service} {case.entry_operation[:40]} {status}: "
             f"{case.entry_duration_us / 1000:.0f} ms, {case.latency_ratio:.1f}x normal. "
-            f"Span {case.entry_span_id}, time {case.entry_start.isoformat()}"
+            f"Span {case.entry_span_id}"
         )
     status = "failed" if case.entry_status == "error" else "was slow"
     return (

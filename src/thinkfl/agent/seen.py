@@ -102,22 +102,47 @@ class ShownIdentifiers:
 LEVELS = ("service", "pod", "node")
 
 
-def shown_identifiers(steps: list[Step], entry_span: str, entry_service: str) -> ShownIdentifiers:
-    """What the case's question and the observations named: span ids of traces, and the
-    services, pods and nodes of rows, scores, evidence and covered components."""
+def span_handles(steps: list[Step]) -> dict[str, str]:
+    """Span id -> the short handle the trace observations showed for it (compact dialogues)."""
+    handles: dict[str, str] = {}
+    for step in steps:
+        data = step.data
+        if data.get("parent_handle"):
+            handles[data["parent"]] = data["parent_handle"]
+        for row in data.get("rows", []):
+            if row.get("handle"):
+                handles[row["span_id"]] = row["handle"]
+            if row.get("below_handle"):
+                handles[row["below_span"]] = row["below_handle"]
+    return handles
+
+
+def shown_identifiers(
+    steps: list[Step], entry_span: str, entry_service: str, handles: bool = False
+) -> ShownIdentifiers:
+    """What the case's question and the observations named: span ids of traces (their short
+    handles when `handles`, as compact observations show them; the entry span as the question
+    gives it), and the services, pods and nodes of rows, scores, evidence and covered
+    components."""
     shown = ShownIdentifiers()
     shown.add_span(entry_span)
     shown.add_name("service", entry_service)
+    short = span_handles(steps) if handles else {}
+
+    def add_span(span_id: str | None) -> None:
+        if span_id and span_id != entry_span:
+            shown.add_span(short.get(span_id, span_id))
+
     for step in steps:
         data = step.data
-        shown.add_span(data.get("parent"))
-        shown.add_span(data.get("span"))
+        add_span(data.get("parent"))
+        add_span(data.get("span"))
         for row in [*data.get("rows", []), data.get("where", {}), data.get("parent_flags", {})]:
-            shown.add_span(row.get("span_id"))
+            add_span(row.get("span_id"))
             for level in LEVELS:
                 shown.add_name(level, row.get(level))
             # the strongest evidence below a child: its span, component and service
-            shown.add_span(row.get("below_span"))
+            add_span(row.get("below_span"))
             shown.add_name(row.get("below_level"), row.get("below_at"))
             shown.add_name("service", row.get("below_service"))
         for row in data.get("scores", []):

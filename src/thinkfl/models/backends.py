@@ -17,7 +17,7 @@ import httpx
 
 from thinkfl.agent.grammar import ReplyChoices, turn_choices
 from thinkfl.agent.policy import Reply, Turn
-from thinkfl.agent.protocol import CLOSE, OPEN, ToolCall
+from thinkfl.agent.protocol import CLOSE, OPEN, DialogueStyle, ToolCall
 from thinkfl.agent.trajectory import Message
 from thinkfl.tools import ToolSpec
 
@@ -74,8 +74,11 @@ def quiet_transformers() -> None:
 def turn_choices_of(turn: Turn) -> ReplyChoices:
     """The reply choices of `turn`: its tools, naming what its steps have shown."""
     case = turn.case
+    # a compact dialogue's calls leave the time out and name spans by their handles
+    compact = turn.dialogue == DialogueStyle.COMPACT
+    time = None if compact else case.entry_start.isoformat()
     return turn_choices(
-        turn.tools, turn.steps, case.entry_span_id, case.entry_service, case.entry_start.isoformat()
+        turn.tools, turn.steps, case.entry_span_id, case.entry_service, time, handles=compact
     )
 
 

@@ -161,8 +161,10 @@ class EntityAtTime(ToolArguments):
         description="a service, pod or node name, exactly as shown",
         json_schema_extra=identifies(Identifier.COMPONENT),
     )
-    timestamp: str = Field(
-        description="ISO 8601 or epoch seconds, e.g. the entry span's start",
+    timestamp: str | None = Field(
+        None,
+        description="ISO 8601 or epoch seconds, e.g. the entry span's start (default: the "
+        "failure time of the question)",
         json_schema_extra=identifies(Identifier.TIME),
     )
 

@@ -63,20 +63,21 @@ def _item(item: EvidenceItem, limits: CompactLimits) -> str:
 def _span(row: SpanRow) -> str:
     ratio = f" {number(row.duration_us / row.normal_us)}x" if row.normal_us else ""
     status = " ERROR" if row.status == "error" else ""
-    text = f"{row.span_id} {row.name or row.service} {row.duration_us / 1000:.0f}ms{ratio}{status}"
+    where = row.name or row.service
+    text = f"{row.handle or row.span_id} {where} {row.duration_us / 1000:.0f}ms{ratio}{status}"
     if row.here > 0:
         text += f" ev {row.here:.1f} {'+'.join(row.kinds)}"
     if row.below > row.here:
-        text += f" below {row.below_at} {row.below:.1f} at {row.below_span}"
+        text += f" below {row.below_at} {row.below:.1f} at {row.below_handle or row.below_span}"
     return text
 
 
 def traces(data: dict[str, Any], limits: CompactLimits) -> str:
     result = TraceChildren.model_validate(data)
-    service = result.where.get("service", "")
+    service, parent = result.where.get("service", ""), result.parent_handle or result.parent
     if not result.rows:
-        return f"{result.parent} {service}: leaf, no calls"
-    lines = [f"{result.parent} {service} {result.parent_duration_us / 1000:.0f}ms calls:"]
+        return f"{parent} {service}: leaf, no calls"
+    lines = [f"{parent} {service} {result.parent_duration_us / 1000:.0f}ms calls:"]
     lines += [_span(row) for row in result.rows[: limits.span_rows]]
     if len(result.rows) > limits.span_rows:
         lines.append(f"+{len(result.rows) - limits.span_rows} more")

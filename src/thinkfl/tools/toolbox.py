@@ -46,6 +46,32 @@ def _bounded_data(value: Any, limits: ToolLimits, depth: int = 0) -> Any:
     return value
 
 
+# A span handle keeps at least this many characters of the id (unique in its trace).
+HANDLE_MIN_CHARS = 6
+
+
+def unique_prefixes(ids: list[str], least: int) -> dict[str, str]:
+    """Each id's shortest prefix of at least `least` characters that no other id starts with
+    (the whole id when it is a prefix of another).
+
+    >>> unique_prefixes(["abcdef01", "abcdef02", "99887766"], 4)
+    {'99887766': '9988', 'abcdef01': 'abcdef01', 'abcdef02': 'abcdef02'}
+    """
+    ordered = sorted(set(ids))
+    shortest: dict[str, str] = {}
+    for index, current in enumerate(ordered):
+        shared = 0
+        for neighbour in ordered[max(index - 1, 0) : index] + ordered[index + 1 : index + 2]:
+            common = 0
+            for a, b in zip(current, neighbour, strict=False):
+                if a != b:
+                    break
+                common += 1
+            shared = max(shared, common)
+        shortest[current] = current[: max(least, shared + 1)]
+    return shortest
+
+
 class Toolbox:
     """The tools for one case: times are shown relative to the case's entry span."""
 
@@ -58,6 +84,7 @@ class Toolbox:
         self._evidence: Evidence | None = None
         self._subtrees: dict[str, dict[tuple[str, str], str]] | None = None
         self._trace: dict[str, dict[str, Any]] | None = None
+        self._handles: dict[str, str] | None = None
         self._kids: dict[str, list[dict[str, Any]]] = {}
         self.store_failures: list[str] = []  # one line per call the store failed underneath
 
@@ -72,6 +99,14 @@ class Toolbox:
                 if row["parent_id"]:
                     self._kids.setdefault(row["parent_id"], []).append(row)
         return self._trace
+
+    def handle(self, span_id: str) -> str:
+        """A short handle for a span of the entry trace: the shortest prefix of its id, at
+        least `HANDLE_MIN_CHARS`, that no other span of the trace starts with (a call may
+        name a span by it: `resolve_span` takes a unique prefix). Other ids stay whole."""
+        if self._handles is None:
+            self._handles = unique_prefixes(list(self.entry_trace), HANDLE_MIN_CHARS)
+        return self._handles.get(span_id, span_id)
 
     def children_of(self, span_id: str) -> list[dict[str, Any]]:
         """Direct children in start order: from the entry trace when the span is in it."""
@@ -182,6 +217,7 @@ class Toolbox:
             "below_at": below[1],
             "below_level": below[2],
             "below_span": below[3],
+            "below_handle": self.handle(below[3]) if below[3] else "",
             "below_service": below[4],
         }
 
@@ -329,6 +365,7 @@ class Toolbox:
 
     def row_data(self, span: dict[str, Any]) -> dict[str, Any]:
         row = {k: span[k] for k in ("span_id", "service", "pod", "node", "duration_us", "status")}
+        row["handle"] = self.handle(span["span_id"])
         row["normal_us"] = self.normal_us(span)
         row.update(self.flags(span))
         return row
@@ -365,12 +402,15 @@ class Toolbox:
         return [entity.name]
 
     def entity_at(
-        self, tool: str, name: str, timestamp: str
+        self, tool: str, name: str, timestamp: str | None
     ) -> tuple[Entity, datetime] | Observation:
-        """The entity and time a call asks about, or the refusal that says what is valid."""
+        """The entity and time a call asks about (no time: the question's failure time), or
+        the refusal that says what is valid."""
         entity, problem = self.resolve_entity(name)
         if entity is None:
             return self.refuse(tool, problem)
+        if timestamp is None:
+            return entity, self.case.entry_start
         when, refusal = self.read_time(tool, timestamp)
         if refusal is not None or when is None:
             return refusal or self.refuse(tool, "unreadable timestamp")

@@ -24,11 +24,13 @@ class EvidenceFlags(BaseModel):
     below_at: str = ""
     below_level: str = ""
     below_span: str = ""
+    below_handle: str = ""  # the short handle of below_span (Toolbox.handle)
     below_service: str = ""
 
 
 class SpanRow(EvidenceFlags):
     span_id: str
+    handle: str = ""  # a unique prefix of span_id in the trace (Toolbox.handle)
     pod: str | None = None
     node: str | None = None
     duration_us: int
@@ -39,6 +41,7 @@ class SpanRow(EvidenceFlags):
 class TraceChildren(BaseModel):
     where: dict[str, str]
     parent: str
+    parent_handle: str = ""
     parent_flags: EvidenceFlags = Field(default_factory=EvidenceFlags)
     parent_duration_us: int
     parent_normal_us: float | None = None
@@ -74,6 +77,7 @@ class SearchTraces(Tool):
         result = TraceChildren(
             where=box.where(parent),
             parent=parent["span_id"],
+            parent_handle=box.handle(parent["span_id"]),
             parent_duration_us=parent["duration_us"],
             parent_normal_us=box.normal_us(parent),
             children=[],
