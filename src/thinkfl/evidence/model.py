@@ -52,7 +52,7 @@ class EvidenceItem(BaseModel):
 
     def short(self) -> str:
         """One compact phrase for a small model: what, now against normal."""
-        now, normal = _num(self.observed) + self.unit, _num(self.normal) + self.unit
+        now, normal = short_number(self.observed) + self.unit, short_number(self.normal) + self.unit
         return f"{self.kind.value} {self.subject[:60]}: {now} vs {normal}"
 
     def strength_text(self) -> str:
@@ -106,7 +106,9 @@ class Evidence(BaseModel):
         return found
 
 
-def _num(value: float) -> str:
+def short_number(value: float) -> str:
+    """A number in a few characters: whole from 100, one decimal from 1, else 2 significant
+    digits (95.0, 0.042, 4322)."""
     if value == 0:
         return "0"
     magnitude = abs(value)

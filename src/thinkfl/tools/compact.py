@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from thinkfl.evidence import EvidenceItem
+from thinkfl.evidence.model import short_number
 from thinkfl.tools.base import ComponentScore, Observation
 from thinkfl.tools.logs import LogFindings
 from thinkfl.tools.metrics import MetricFindings
@@ -35,14 +36,8 @@ class CompactLimits(BaseModel):
 
 
 def number(value: float) -> str:
-    """Short and exponent-free: two significant digits below 1 (0.042), at most one decimal
-    up to 100 (3.7, 19, 27.8), whole numbers above (4322)."""
-    magnitude = abs(value)
-    if magnitude == 0:
-        return "0"
-    if magnitude >= 100:
-        return f"{value:.0f}"
-    return f"{value:.2g}" if magnitude < 1 else f"{value:.1f}".removesuffix(".0")
+    """`short_number` without a trailing ".0": 0.042, 3.7, 19, 27.8, 4322."""
+    return short_number(value).removesuffix(".0")
 
 
 def _scores(scores: list[ComponentScore], limits: CompactLimits) -> str:
