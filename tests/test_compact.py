@@ -171,3 +171,25 @@ def test_demonstrations_of_another_style_are_not_reused(demo, tmp_path):
     assert len(collect_demonstrations([], SFTSettings(), path)) == 1
     with pytest.raises(TrainError, match="not of the configured style"):
         collect_demonstrations([], SFTSettings(dialogue=DialogueStyle.COMPACT), path)
+
+
+def test_localize_and_eval_take_the_dialogue_style(demo, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from thinkfl.cli import app
+
+    store, case = demo
+    runner = CliRunner()
+    shown = runner.invoke(
+        app, ["localize", str(store.path), "-c", case.case_id, "--dialogue", "compact", "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    trajectory = json.loads(shown.stdout)
+    assert trajectory["messages"][0]["content"] == system_prompt(style=DialogueStyle.COMPACT)
+    out = tmp_path / "results"
+    argv = ["eval", "-d", str(store.path), "-p", "expert", "--dialogue", "compact"]
+    assert runner.invoke(app, [*argv, "--out", str(out)]).exit_code == 0
+    (line,) = (out / "expert.jsonl").read_text().splitlines()
+    assert json.loads(line)["messages"][0]["content"].startswith("Find the root cause")

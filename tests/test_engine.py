@@ -24,7 +24,8 @@ DEMO = Path(__file__).resolve().parents[1] / "src" / "thinkfl" / "data" / "demo-
 # kernels). Log-probs are compared on average (what the GRPO importance ratio sees), and token
 # by token where the token is likely enough for its probability to matter: a rare sampled
 # token differed by 0.59 nats on an AVX-512 CPU while its probability moved by under 0.04.
-# Measured: AVX2, mean |diff log p| 0.04-0.06, max 0.21-0.34 nats; AVX-512 EPYC, mean
+# Measured: AVX2 (an earlier session), mean |diff log p| 0.04-0.06, max 0.21-0.34 nats;
+# AVX-512 EPYC (2026-12-07), mean
 # 0.02-0.07, max 0.59 nats, max |diff p| 0.025-0.060.
 MEAN_LOGPROB_TOLERANCE = 0.1  # nats, averaged over a reply's tokens
 MAX_LOGPROB_TOLERANCE = 0.5  # nats, any token whose probability moved by ...

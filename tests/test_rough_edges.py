@@ -219,3 +219,26 @@ def test_every_n_sigma_line_can_be_checked_by_hand(demo_metrics_observation):
         assert abs(peak - normal) / spread == pytest.approx(sigma, rel=0.02), text
         checked += 1
     assert checked >= 1, demo_metrics_observation
+
+
+def test_a_reader_that_leaves_early_gets_no_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "store"
+    ingest("aiops2022", DEMO, out)
+    # `thinkfl cases STORE | head -1` where head has already left: a pipe with no reader
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        shown = subprocess.run(
+            [sys.executable, "-m", "thinkfl", "cases", str(out)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert shown.stderr == "" and shown.returncode == 1
