@@ -72,6 +72,24 @@ def test_localize_streams_the_investigation_and_ranks_with_evidence(tmp_path):
     assert lines[0].startswith("SHIFT cartservice-1 container_cpu_usage_seconds"), lines
 
 
+def test_verbose_localize_reports_every_turn(tmp_path, monkeypatch):
+    monkeypatch.setenv("THINKFL_VERBOSE", "0")  # --verbose sets it; restored after the test
+    out = tmp_path / "demo"
+    assert runner.invoke(app, ["ingest", "aiops2022", str(DEMO), "--out", str(out)]).exit_code == 0
+    case = json.loads(runner.invoke(app, ["cases", str(out), "--json"]).stdout)[0]["case_id"]
+    quiet = runner.invoke(app, ["localize", str(out), "--case", case])
+    assert quiet.exit_code == 0 and "turn 1: read" not in quiet.output
+    shown = runner.invoke(
+        app, ["--verbose", "localize", str(out), "--case", case, "--save", str(tmp_path / "t")]
+    )
+    assert shown.exit_code == 0, shown.output
+    turns = json.loads((tmp_path / "t").read_text())["turns"]
+    lines = [line for line in shown.output.splitlines() if line.startswith("turn ")]
+    assert turns >= 2 and len(lines) == turns, shown.output
+    assert [line.split(":")[0] for line in lines] == [f"turn {n}" for n in range(1, turns + 1)]
+    assert all(" tokens, wrote " in line and line.endswith(" s") for line in lines)
+
+
 def test_localize_errors_are_clear(tmp_path):
     out = tmp_path / "demo"
     runner.invoke(app, ["ingest", "aiops2022", str(DEMO), "--out", str(out)])

@@ -148,6 +148,8 @@ def test_the_cache_is_reused_and_replies_do_not_depend_on_it(engine, smollm2, de
     engine.reset()
     first = engine.generate(prompt, turn_choices_of(demo_turn), 0.0)
     assert first.evaluated_prompt_tokens == len(prompt)
+    # both phases are timed, so a person can see where a turn's seconds go
+    assert first.prompt_seconds > 0 and first.generation_seconds > 0
     longer = prompt[:-3] + engine.tokenize("More.") + prompt[-3:]
     second = engine.generate(longer, turn_choices_of(demo_turn), 0.0)
     assert second.evaluated_prompt_tokens <= 10  # only what changed at the end

@@ -13,7 +13,16 @@ import pytest
 from conftest import items
 from storekit import build_store, fault, span
 from test_tools import LOGS, METRICS, SPANS
-from thinkfl.agent import Budget, ExpertPolicy, Reply, Turn, load_jsonl, run_case, save_jsonl
+from thinkfl.agent import (
+    Budget,
+    ExpertPolicy,
+    Reply,
+    Turn,
+    TurnDone,
+    load_jsonl,
+    run_case,
+    save_jsonl,
+)
 from thinkfl.agent.protocol import FORCE_PRINT, NO_CALL, REPEATED, RETHINK, ToolCall
 from thinkfl.telemetry import TelemetryStore
 from thinkfl.telemetry.model import SPAN_SCHEMA
@@ -68,6 +77,17 @@ def test_a_printed_answer_ends_the_case(box):
     assert trajectory.messages[3].content.startswith(
         "<tool_response>\nsearch_traces: 2 child spans"
     )
+
+
+def test_each_reply_is_announced_as_it_happens(box):
+    policy = Scripted([call("search_traces", parent_span_id="root0001"), PRINT])
+    heard: list[TurnDone] = []
+    trajectory = run_case(box, policy, on_turn=heard.append)
+    assert [t.turn for t in heard] == [1, 2]
+    assert [t.text for t in heard] == [call("search_traces", parent_span_id="root0001"), PRINT]
+    assert all(t.prompt_tokens == 10 and t.completion_tokens == 5 for t in heard)
+    assert all(0 <= t.prompt_seconds <= t.seconds for t in heard)
+    assert len(heard) == trajectory.turns == len(trajectory.steps)
 
 
 def test_spent_depth_forces_one_print_and_repeats_are_flagged(box):

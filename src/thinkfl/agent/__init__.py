@@ -1,7 +1,7 @@
 """The agent: tool-call protocol, the Recursion-of-Thought loop, trajectories, policies."""
 
 from thinkfl.agent.expert import ExpertPolicy, ExpertSettings
-from thinkfl.agent.loop import Budget, run_case
+from thinkfl.agent.loop import Budget, TurnDone, run_case
 from thinkfl.agent.policy import Policy, Reply, Turn
 from thinkfl.agent.protocol import ToolCall, parse_tool_calls
 from thinkfl.agent.trajectory import Finish, Message, Step, Trajectory, load_jsonl, save_jsonl
@@ -18,6 +18,7 @@ __all__ = [
     "ToolCall",
     "Trajectory",
     "Turn",
+    "TurnDone",
     "load_jsonl",
     "parse_tool_calls",
     "run_case",

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -63,6 +64,21 @@ PRINT_ONLY = [spec for spec in TOOL_SPECS if spec.name == "print_results"]
 StepCallback = Callable[[Step], None]
 
 
+@dataclass(frozen=True)
+class TurnDone:
+    """One reply of the policy, as a person watching the run would want to hear of it."""
+
+    turn: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    prompt_seconds: float  # of `seconds`, reading the prompt (0 where the backend cannot say)
+    text: str  # the reply as written (a call, or the answer)
+
+
+TurnCallback = Callable[[TurnDone], None]
+
+
 class _OutOfTime(Exception):
     """The case's wall clock ran out while the policy was still answering."""
 
@@ -105,9 +121,15 @@ class _Run:
     """The mutable state of one run; `run_case` is the public entry point."""
 
     def __init__(
-        self, toolbox: Toolbox, policy: Policy, budget: Budget, on_step: StepCallback | None
+        self,
+        toolbox: Toolbox,
+        policy: Policy,
+        budget: Budget,
+        on_step: StepCallback | None,
+        on_turn: TurnCallback | None = None,
     ):
         self.toolbox, self.policy, self.budget, self.on_step = toolbox, policy, budget, on_step
+        self.on_turn = on_turn
         case = toolbox.case
         self.trajectory = Trajectory(
             case_id=case.case_id,
@@ -144,7 +166,19 @@ class _Run:
             t.policy_seconds += time.monotonic() - began
         t.prompt_tokens += reply.prompt_tokens
         t.completion_tokens += reply.completion_tokens
+        t.prompt_seconds += reply.prompt_seconds
         t.turns += 1
+        if self.on_turn:
+            self.on_turn(
+                TurnDone(
+                    turn=t.turns,
+                    prompt_tokens=reply.prompt_tokens,
+                    completion_tokens=reply.completion_tokens,
+                    seconds=time.monotonic() - began,
+                    prompt_seconds=reply.prompt_seconds,
+                    text=reply.text,
+                )
+            )
         native = [c for c in reply.tool_calls if c.id] if self.policy.native_tools else []
         calls = reply.tool_calls or parse_tool_calls(reply.text)
         content = reply.text or "\n".join(_render_call(c) for c in calls)
@@ -316,6 +350,8 @@ def run_case(
     policy: Policy,
     budget: Budget | None = None,
     on_step: StepCallback | None = None,
+    on_turn: TurnCallback | None = None,
 ) -> Trajectory:
-    """Investigate `toolbox.case` with `policy`; always returns a finished Trajectory."""
-    return _Run(toolbox, policy, budget or Budget(), on_step).run()
+    """Investigate `toolbox.case` with `policy`; always returns a finished Trajectory.
+    `on_step` hears of each tool call, `on_turn` of each reply of the policy."""
+    return _Run(toolbox, policy, budget or Budget(), on_step, on_turn).run()

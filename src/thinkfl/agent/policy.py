@@ -31,6 +31,7 @@ class Reply(BaseModel):
     completion_tokens: int = 0
     token_ids: list[int] | None = None  # the reply's tokens, where the backend reports them
     logprobs: list[float] | None = None  # per token of `token_ids`, when asked for
+    prompt_seconds: float = 0.0  # of the reply's time, reading the prompt (where measured)
 
 
 class Policy(Protocol):

@@ -66,6 +66,7 @@ class Trajectory(BaseModel):
     completion_tokens: int = 0
     seconds: float = 0.0
     policy_seconds: float = 0.0
+    prompt_seconds: float = 0.0  # of policy_seconds, reading prompts (where the backend says)
     tool_seconds: float = 0.0
     error: str | None = None
     store_failures: list[str] = Field(

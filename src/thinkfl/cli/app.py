@@ -134,7 +134,9 @@ def _options(
     verbose: Annotated[
         bool,
         typer.Option(
-            "--verbose", help="show the model libraries' own output (llama.cpp, transformers)"
+            "--verbose",
+            help="a line per turn of the policy (tokens, seconds) and the model libraries' "
+            "own output (llama.cpp, transformers)",
         ),
     ] = False,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from thinkfl.agent import Budget, Step, Trajectory, run_case
+from thinkfl.agent import Budget, Step, Trajectory, TurnDone, run_case
 from thinkfl.agent.explain import evidence_lines
 from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.cli.app import app
@@ -56,6 +57,36 @@ def _show_step(step: Step) -> None:
         console.print(Text("    " + line, style="dim"), soft_wrap=True, highlight=False)
     if len(lines) > 8:
         console.print(f"    [dim]… {len(lines) - 8} more lines[/]")
+
+
+class _TurnProgress:
+    """A live line while the policy writes its next turn (a local model takes seconds per
+    turn), and with `--verbose` one line per turn: tokens read and written, seconds."""
+
+    def __init__(self, policy_name: str) -> None:
+        self.policy_name = policy_name
+        self.verbose = os.environ.get("THINKFL_VERBOSE") == "1"
+        self.status = console.status(self._waiting(1), spinner="dots")
+
+    def _waiting(self, turn: int) -> str:
+        return f"[dim]turn {turn}: {self.policy_name} is writing its next step…[/]"
+
+    def __enter__(self) -> _TurnProgress:
+        self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.status.__exit__(None, None, None)
+
+    def on_turn(self, done: TurnDone) -> None:
+        if self.verbose:
+            reading = f" ({done.prompt_seconds:.1f} s reading)" if done.prompt_seconds else ""
+            console.print(
+                f"[dim]turn {done.turn}: read {done.prompt_tokens:,} tokens, wrote "
+                f"{done.completion_tokens} in {done.seconds:.1f} s{reading}[/]",
+                highlight=False,
+            )
+        self.status.update(self._waiting(done.turn + 1))
 
 
 def _show_answer(trajectory: Trajectory, known: dict[str, Any]) -> None:
@@ -137,12 +168,14 @@ def localize(
             f"({failure.latency_ratio:.1f}x normal) — investigating with {chosen.name}",
             soft_wrap=True,
         )
-    trajectory = run_case(
-        Toolbox(opened, failure),
-        chosen,
-        Budget(max_depth=max_depth, rethink=rethink, dialogue=dialogue),
-        on_step=None if as_json else _show_step,
-    )
+    budget = Budget(max_depth=max_depth, rethink=rethink, dialogue=dialogue)
+    if as_json:
+        trajectory = run_case(Toolbox(opened, failure), chosen, budget)
+    else:
+        with _TurnProgress(chosen.name) as progress:
+            trajectory = run_case(
+                Toolbox(opened, failure), chosen, budget, _show_step, progress.on_turn
+            )
     if save:
         from thinkfl.agent import save_jsonl
 

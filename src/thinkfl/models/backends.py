@@ -146,6 +146,7 @@ class LlamaCppPolicy:
                 completion_tokens=len(generation.tokens),
                 token_ids=generation.tokens,
                 logprobs=generation.logprobs,
+                prompt_seconds=generation.prompt_seconds,
             )
         with self.engine.lock:
             out = self._llm.create_chat_completion(

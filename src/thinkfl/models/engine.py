@@ -19,6 +19,7 @@ import json
 import math
 import os
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ class Generation:
     prompt_tokens: int
     evaluated_prompt_tokens: int  # the part of the prompt not reused from the cache
     sampled: int  # tokens the model chose (the others were forced by the choices)
+    prompt_seconds: float = 0.0  # bringing the context to the prompt (prompt processing)
+    generation_seconds: float = 0.0  # writing the reply
 
 
 def log_softmax_at(logits: np.ndarray, token: int, temperature: float) -> float:
@@ -271,7 +274,9 @@ class LlamaEngine:
         logprobs: bool,
         keep_on_disk: int,
     ) -> Generation:
+        began = time.perf_counter()
         last, evaluated = self._load_prompt(prompt, keep_on_disk)
+        loaded = time.perf_counter()
         walker = ChoiceWalker(choices, self.tokenize)
         written: list[int] = []
         scores: list[float] = []
@@ -313,6 +318,8 @@ class LlamaEngine:
             prompt_tokens=len(prompt),
             evaluated_prompt_tokens=evaluated,
             sampled=sampled,
+            prompt_seconds=loaded - began,
+            generation_seconds=time.perf_counter() - loaded,
         )
 
     def close(self) -> None:
