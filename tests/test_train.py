@@ -522,6 +522,52 @@ def test_the_shipped_adapter_is_a_qwen2_lora_for_llama_cpp():
     assert "blk.0.attn_q.weight.lora_a" in names and "blk.23.ffn_down.weight.lora_b" in names
 
 
+def test_top_layers_names_the_layers_lora_adapts():
+    from thinkfl.train.weights import top_layers
+
+    assert top_layers(30, 8) == list(range(22, 30))
+    assert top_layers(30, 1) == [29]
+    assert top_layers(30, 0) is None  # 0: every layer
+    assert top_layers(2, 5) is None  # more than there are: every layer
+
+
+@pytest.mark.slow
+def test_smollm2_sft_on_its_top_layers_lowers_the_loss_and_resumes(smollm2_hf, sim_store, tmp_path):
+    """The shipped student's recipe in small: real SmolLM2-135M, LoRA on the top 2 of its 30
+    layers, one compact dialogue seen three times; a longer rerun continues from step 3."""
+    from thinkfl.train import run_stage
+    from thinkfl.train.observe import read_rows
+
+    def config(epochs: int) -> TrainConfig:
+        return TrainConfig.model_validate(
+            {
+                "stage": "sft",
+                "run": tmp_path / "run",
+                "data": {"stores": [sim_store], "val_fraction": 0.0},
+                "model": {"base": str(smollm2_hf), "lora_r": 8, "lora_layers": 2},
+                "sft": {
+                    "max_examples": 1,
+                    "keep_rank": 10,
+                    "epochs": epochs,
+                    "gradient_accumulation": 1,
+                    "learning_rate": 2e-3,
+                    "max_length": 768,
+                    "dialogue": "compact",
+                },
+                "save_steps": 1,
+            }
+        )
+
+    result = run_stage(config(3))
+    losses = [float(r["loss"]) for r in read_rows(result.folder / "metrics.jsonl") if "loss" in r]
+    assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], losses
+    layers = {int(k.split(".layers.")[1].split(".")[0]) for k in adapter_tensors(result.folder)}
+    assert layers == {28, 29}
+    run_stage(config(4))
+    rows = [r for r in read_rows(result.folder / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
 # --- starting weights: dtype, imported GGUF adapters ---------------------------------------
 @pytest.mark.parametrize(
     ("flags", "expected"),

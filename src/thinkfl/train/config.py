@@ -66,6 +66,12 @@ class ModelSettings(Strict):
             "down_proj",
         ]
     )
+    lora_layers: int = Field(
+        0,
+        ge=0,
+        description="0: LoRA on every decoder layer; N: on the top N layers only (no gradient "
+        "flows below them, so a step costs little more than a forward pass: bench/bench_train.py)",
+    )
     gradient_checkpointing: bool = False
     gguf: str | None = Field(
         None,

@@ -135,23 +135,31 @@ def train_sft(
     on_question: QuestionDone = lambda _q, _t, _k: None,
 ) -> tuple[Any, Any]:
     """Train and return (model, tokenizer); the caller saves the stage."""
-    from trl import SFTConfig, SFTTrainer
-
-    from thinkfl.train.weights import (
-        last_checkpoint,
-        load_for_training,
-        starting_weights,
-        trains_in_bf16,
-    )
+    from thinkfl.train.weights import last_checkpoint
 
     demonstrations = collect_demonstrations(
         questions, config.sft, config.out / "demonstrations.jsonl", on_question
     )
+    trainer = sft_trainer(config, demonstrations, callbacks)
+    trainer.train(resume_from_checkpoint=last_checkpoint(config))
+    return trainer.model, trainer.processing_class
+
+
+def sft_trainer(
+    config: TrainConfig, demonstrations: list[Trajectory], callbacks: list[Any], max_steps: int = -1
+) -> Any:
+    """TRL's SFTTrainer over the dialogues, the model loaded as the config says (also what
+    bench/bench_train.py times, with `max_steps`)."""
+    from trl import SFTConfig, SFTTrainer
+
+    from thinkfl.train.weights import load_for_training, starting_weights, trains_in_bf16
+
     model, tokenizer = load_for_training(config.model, starting_weights(config))
     s = config.sft
     args = SFTConfig(
         output_dir=str(config.out / "checkpoints"),
         num_train_epochs=s.epochs,
+        max_steps=max_steps,
         per_device_train_batch_size=s.batch_size,
         gradient_accumulation_steps=s.gradient_accumulation,
         learning_rate=s.learning_rate,
@@ -166,12 +174,10 @@ def train_sft(
         deepspeed=str(config.deepspeed) if config.deepspeed else None,
         bf16=trains_in_bf16(config.model),
     )
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=model,
         args=args,
         train_dataset=sft_dataset(demonstrations, tokenizer, s.max_length, s.plain_calls),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(config))
-    return trainer.model, tokenizer

@@ -109,6 +109,13 @@ def starting_weights(config: TrainConfig) -> Path | None:
     return import_lora_gguf(gguf_file, base_dir(config.model), config.out / INIT_ADAPTER_DIR)
 
 
+def top_layers(layers: int, top: int) -> list[int] | None:
+    """The decoder layers LoRA adapts: the top `top` of `layers` (None: all of them)."""
+    if top <= 0 or top >= layers:
+        return None
+    return list(range(layers - top, layers))
+
+
 def load_for_training(settings: ModelSettings, start: Path | None) -> tuple[Any, Any]:
     """(model, tokenizer); a LoRA model continues the adapter `start` when given."""
     import torch
@@ -132,6 +139,7 @@ def load_for_training(settings: ModelSettings, start: Path | None) -> tuple[Any,
             lora_alpha=settings.lora_alpha,
             lora_dropout=settings.lora_dropout,
             target_modules=settings.lora_targets,
+            layers_to_transform=top_layers(model.config.num_hidden_layers, settings.lora_layers),
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
