@@ -1,17 +1,22 @@
 """Methods on held-out cases, same cases for every row: issue 13's results table.
 
     python bench/heldout.py --store HELDOUT_SIM --cases 10 --faults-of NEZHA \\
-        --method expert=expert --method base=local:none --method sft=local [--out DIR]
+        --method expert=expert/compact --method base=local:none --method sft=local \\
+        [--model smollm2-135m] [--out DIR]
 
 `--store S --cases N`: the first N cases of S (a store no training config names).
 `--faults-of S`: the cases of S whose fault the training split holds out
 (`thinkfl.train.data.split_by_fault`, `--val-fraction`, `--split-seed`: the values the
-training configs use). A method is NAME=KIND[:ADAPTER] (KIND as for `thinkfl eval -p`;
-ADAPTER a GGUF LoRA file or `none`). Prints one markdown row per method and set: R@1, R@3,
-MRR (strict), finishes, tokens the policy read and wrote, the final dialogue's length in the
-default model's tokens (p50/max), and seconds per case (p50/p95); R@1 (service) counts a
-pod's service as a match. Trajectories go to DIR; `--reuse` scores the ones already there
-(when they are of the same cases).
+training configs use). A method is NAME=KIND[:ADAPTER][/STYLE] (KIND as for `thinkfl eval
+-p`; ADAPTER a GGUF LoRA file or `none`; STYLE full or compact, by default the style the
+adapter was trained on, else full); `--model` is the local model (default: the default).
+
+Prints one markdown row per method and set: R@1, R@3, MRR (strict), finishes, tokens the
+policy read and wrote, the final dialogue's length in the local model's tokens (p50/max),
+seconds per case (p50/p95) and the mean seconds per case reading prompts / writing replies
+(llama.cpp reports the split); R@1 (service) counts a pod's service as a match.
+Trajectories go to DIR; `--reuse` scores the ones already there (when they are of the same
+cases).
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from thinkfl.agent import Budget, load_jsonl, run_case, save_jsonl
+from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.files import atomic_path
 from thinkfl.grader import MatchLevel, rank_of_truth
 from thinkfl.models.backends import chat_messages
-from thinkfl.models.factory import make_policy
+from thinkfl.models.factory import default_dialogue, make_policy
 from thinkfl.models.registry import DEFAULT_MODEL, resolve_gguf
 from thinkfl.telemetry import TelemetryStore
 from thinkfl.tools import Toolbox
@@ -75,6 +81,8 @@ def row(name: str, set_name: str, trajectories, store, count) -> str:
     )
     lengths = [count(t.messages) for t in trajectories]
     seconds = [t.seconds for t in trajectories]
+    reading = statistics.mean(t.prompt_seconds for t in trajectories)
+    writing = statistics.mean(t.policy_seconds - t.prompt_seconds for t in trajectories)
     return (
         f"| {set_name} ({n}) | {name} | {sum(r == 0 for r in ranks) / n:.3f} "
         f"| {sum(r is not None and r < 3 for r in ranks) / n:.3f} "
@@ -82,7 +90,8 @@ def row(name: str, set_name: str, trajectories, store, count) -> str:
         f"| {sum(r == 0 for r in service) / n:.3f} | {finishes} "
         f"| {statistics.mean(t.prompt_tokens + t.completion_tokens for t in trajectories):,.0f} "
         f"| {statistics.median(lengths):,.0f} / {max(lengths):,} "
-        f"| {statistics.median(seconds):.1f} / {np.percentile(seconds, 95):.1f} |"
+        f"| {statistics.median(seconds):.1f} / {np.percentile(seconds, 95):.1f} "
+        f"| {reading:.1f} / {writing:.1f} |"
     )
 
 
@@ -94,21 +103,27 @@ def main() -> None:
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--method", action="append", required=True)
+    parser.add_argument("--model", default=None, help="the local model (default: the default)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/heldout"))
     parser.add_argument("--reuse", action="store_true", help="score the trajectories in --out")
     args = parser.parse_args()
-    sets, count, rows = case_sets(args), dialogue_tokens(), []
+    sets, count, rows = case_sets(args), dialogue_tokens(args.model or DEFAULT_MODEL), []
     for method in args.method:
         name, _, spec = method.partition("=")
+        spec, _, style = spec.partition("/")
         kind, _, adapter = spec.partition(":")
-        policy = cache(partial(make_policy, kind, adapter=adapter or None))  # built on first use
+        policy = cache(partial(make_policy, kind, args.model, adapter=adapter or None))
+        dialogue = (
+            DialogueStyle(style) if style else default_dialogue(kind, args.model, adapter or None)
+        )
         for set_name, (store, cases) in sets.items():
             path = args.out / f"{set_name.replace(' ', '-')}-{name}.jsonl"
             saved = list(load_jsonl(path)) if args.reuse and path.is_file() else []
             if [t.case_id for t in saved] == [c.case_id for c in cases]:
                 trajectories = saved  # the same cases: score them again
             else:
-                trajectories = [run_case(Toolbox(store, c), policy(), Budget()) for c in cases]
+                budget = Budget(dialogue=dialogue)
+                trajectories = [run_case(Toolbox(store, c), policy(), budget) for c in cases]
                 args.out.mkdir(parents=True, exist_ok=True)
                 with atomic_path(path) as temporary:
                     save_jsonl(trajectories, temporary)
@@ -117,9 +132,9 @@ def main() -> None:
     print(
         "\n| set | method | R@1 | R@3 | MRR | R@1 (service) | printed/forced/fallback/none "
         "| tokens/case "
-        "| dialogue tokens p50/max | s/case p50/p95 |"
+        "| dialogue tokens p50/max | s/case p50/p95 | s reading / writing |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

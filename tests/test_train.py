@@ -241,6 +241,7 @@ def changed(before: dict, after: dict) -> bool:
 
 @pytest.mark.slow
 def test_every_stage_trains_through_the_agent_loop(tiny_base, sim_store, tmp_path):
+    from thinkfl.models.registry import adapter_dialogue
     from thinkfl.train import report, run_stage
     from thinkfl.train.observe import read_rows
 
@@ -253,6 +254,7 @@ def test_every_stage_trains_through_the_agent_loop(tiny_base, sim_store, tmp_pat
         assert rows and all(math.isfinite(float(r["loss"])) for r in rows), stage
         tensors = adapter_tensors(result.folder)
         assert result.gguf is not None and result.gguf.stat().st_size > 0
+        assert adapter_dialogue(result.gguf) == config.dialogue  # kept for localize/eval
         if stage == "sft":
             # LoRA starts with B = 0; any update makes it non-zero
             assert any(t.abs().sum() > 0 for k, t in tensors.items() if "lora_B" in k)
@@ -482,6 +484,36 @@ def test_adapter_choice_for_local_models(tmp_path, monkeypatch):
     assert models.resolve_adapter(None, str(own)) == own
     with pytest.raises(models.ModelError, match=r"adapter 'missing\.gguf' not found"):
         models.resolve_adapter(None, "missing.gguf")
+
+
+def test_an_adapter_runs_in_the_dialogue_style_it_was_trained_on(tmp_path):
+    import gguf
+
+    from thinkfl.agent.protocol import DialogueStyle
+    from thinkfl.models import registry as models
+    from thinkfl.models.factory import PolicyKind, default_dialogue
+
+    def adapter(name: str, style: str | None) -> Path:
+        path = tmp_path / name
+        writer = gguf.GGUFWriter(str(path), "llama")
+        writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
+        if style is not None:
+            writer.add_string(models.DIALOGUE_KEY, style)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.close()
+        return path
+
+    compact, older = adapter("compact.gguf", "compact"), adapter("older.gguf", None)
+    assert models.adapter_dialogue(compact) == DialogueStyle.COMPACT
+    assert default_dialogue(PolicyKind.LOCAL, None, str(compact)) == DialogueStyle.COMPACT
+    # an adapter that does not say, the bare base, and every other method: the full style
+    assert default_dialogue(PolicyKind.LOCAL, None, str(older)) == DialogueStyle.FULL
+    assert default_dialogue(PolicyKind.LOCAL, None, models.NO_ADAPTER) == DialogueStyle.FULL
+    assert default_dialogue(PolicyKind.EXPERT, None, str(compact)) == DialogueStyle.FULL
+    assert default_dialogue("evidence") == DialogueStyle.FULL
+    with pytest.raises(models.ModelError, match="thinkfl.dialogue is 'terse'.*re-export"):
+        models.adapter_dialogue(adapter("odd.gguf", "terse"))
 
 
 def test_plain_calls_keep_every_call_and_drop_the_tags(sim_store):

@@ -10,7 +10,6 @@ from rich import box
 from rich.table import Table
 
 from thinkfl.agent import Budget
-from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.cli.app import app
 from thinkfl.cli.ui import (
     AdapterOption,
@@ -23,7 +22,7 @@ from thinkfl.cli.ui import (
     _fail,
     console,
 )
-from thinkfl.models.factory import PolicyError
+from thinkfl.models.factory import PolicyError, default_dialogue
 from thinkfl.models.registry import (
     ModelError,
 )
@@ -50,7 +49,7 @@ def evaluate_command(
     base_url: BaseUrlOption = None,
     adapter: AdapterOption = None,
     max_depth: MaxDepthOption = 10,
-    dialogue: DialogueOption = DialogueStyle.FULL,
+    dialogue: DialogueOption = None,
 ) -> None:
     """Run methods over every case of a store; write per-case JSONL, summary.json/md and plots.
 
@@ -89,7 +88,10 @@ def evaluate_command(
                     store,
                     out,
                     selected,
-                    Budget(max_depth=max_depth, dialogue=dialogue),
+                    Budget(
+                        max_depth=max_depth,
+                        dialogue=dialogue or default_dialogue(method, model, adapter),
+                    ),
                     workers,
                     on_case=_advance(progress, task),
                     **options,

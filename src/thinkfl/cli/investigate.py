@@ -14,7 +14,6 @@ from rich.text import Text
 
 from thinkfl.agent import Budget, Step, Trajectory, TurnDone, run_case
 from thinkfl.agent.explain import evidence_lines
-from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.cli.app import app
 from thinkfl.cli.data import ingest
 from thinkfl.cli.modelcmd import _pull_with_progress
@@ -33,7 +32,7 @@ from thinkfl.cli.ui import (
 )
 from thinkfl.evidence.start import case_by_id, case_starting_at
 from thinkfl.files import refuse_special_file
-from thinkfl.models.factory import PolicyError, PolicyKind, make_policy
+from thinkfl.models.factory import PolicyError, PolicyKind, default_dialogue, make_policy
 from thinkfl.models.registry import (
     DEFAULT_MODEL,
     REGISTRY,
@@ -139,7 +138,7 @@ def localize(
     rethink: Annotated[
         bool, typer.Option(help="ask once to look deeper before an early answer")
     ] = False,
-    dialogue: DialogueOption = DialogueStyle.FULL,
+    dialogue: DialogueOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the trajectory as JSON")] = False,
     save: Annotated[
         Path | None, typer.Option(help="append the trajectory to this JSONL file")
@@ -160,6 +159,7 @@ def localize(
         if policy == PolicyKind.LOCAL and (model is None or model in REGISTRY):
             _pull_with_progress(model or DEFAULT_MODEL)
         chosen = make_policy(policy, model, base_url, api_key, native_tools, adapter=adapter)
+        dialogue = dialogue or default_dialogue(policy, model, adapter)
     except (TelemetryError, ModelError, PolicyError) as error:
         raise _fail(error) from None
     if not as_json:
@@ -241,7 +241,8 @@ def report(
     opened = TelemetryStore.open(store)
     failure = case_by_id(opened, case)
     chosen = make_policy(policy, model, base_url, None, False)
-    trajectory = run_case(Toolbox(opened, failure), chosen, Budget())
+    budget = Budget(dialogue=default_dialogue(policy, model))
+    trajectory = run_case(Toolbox(opened, failure), chosen, budget)
     _exit_unless_answered(trajectory)
     path = write_report(render_report(opened, failure, trajectory), out)
     console.print(

@@ -23,7 +23,7 @@ from thinkfl.cli.ui import (
     _positive,
     console,
 )
-from thinkfl.models.factory import PolicyKind, make_policy
+from thinkfl.models.factory import PolicyKind, default_dialogue, make_policy
 from thinkfl.models.registry import (
     DEFAULT_MODEL,
     REGISTRY,
@@ -100,7 +100,7 @@ def serve(
         queue_size=queue_size,
         retention_hours=retention_hours,
         result_webhook=result_webhook,
-        budget=Budget(max_depth=max_depth),
+        budget=Budget(max_depth=max_depth, dialogue=default_dialogue(policy, model)),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server_app = create_app(settings, investigator)

@@ -112,9 +112,11 @@ MaxDepthOption = Annotated[
     int, typer.Option(min=1, help="exploring tool calls before a forced answer")
 ]
 DialogueOption = Annotated[
-    DialogueStyle,
+    DialogueStyle | None,
     typer.Option(
         help="full: the tool manual and long observations; compact: for a model trained on "
-        "compact dialogues (sft.dialogue: compact)"
+        "compact dialogues (sft.dialogue: compact). Default: the style the local adapter was "
+        "trained on (the shipped one: compact), else full",
+        show_default=False,
     ),
 ]

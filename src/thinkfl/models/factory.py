@@ -7,9 +7,11 @@ from pathlib import Path
 
 from thinkfl.agent.expert import ExpertPolicy
 from thinkfl.agent.policy import Policy
+from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.models.registry import (
     DEFAULT_MODEL,
     NO_ADAPTER,
+    adapter_dialogue,
     cache_dir,
     resolve_adapter,
     resolve_gguf,
@@ -44,6 +46,16 @@ def check_hf_model_dir(path: Path) -> Path:
             f"directory. Fix: {fix}"
         )
     return path
+
+
+def default_dialogue(
+    kind: PolicyKind | str, model: str | None = None, adapter: str | None = None
+) -> DialogueStyle:
+    """The dialogue style a method reads unless told: a local model's adapter's own (the
+    style it was trained on, kept in its GGUF file), else full."""
+    if kind != PolicyKind.LOCAL:
+        return DialogueStyle.FULL
+    return adapter_dialogue(resolve_adapter(model, adapter)) or DialogueStyle.FULL
 
 
 def make_policy(

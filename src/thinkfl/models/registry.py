@@ -20,6 +20,7 @@ from pathlib import Path
 import platformdirs
 from pydantic import BaseModel
 
+from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.files import atomic_path
 
 
@@ -82,6 +83,8 @@ DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 ADAPTERS_DIR = Path(__file__).resolve().parents[1] / "data" / "adapters"
 BUNDLED_ADAPTERS = {"qwen2.5-coder-0.5b": "thinkfl-qwen2.5-coder-0.5b-lora.gguf"}
 NO_ADAPTER = "none"
+# GGUF metadata key of a thinkfl adapter: the dialogue style it was trained on
+DIALOGUE_KEY = "thinkfl.dialogue"
 
 
 class ModelError(Exception):
@@ -217,6 +220,26 @@ def resolve_adapter(model: str | None, adapter: str | None) -> Path | None:
         )
     bundled = ADAPTERS_DIR / BUNDLED_ADAPTERS.get(model or DEFAULT_MODEL, "-")
     return bundled if bundled.is_file() else None
+
+
+def adapter_dialogue(adapter: Path | None) -> DialogueStyle | None:
+    """The dialogue style an adapter was trained on, where its file says (thinkfl adapters
+    exported since the compact style existed do)."""
+    if adapter is None:
+        return None
+    import gguf
+
+    field = gguf.GGUFReader(str(adapter)).fields.get(DIALOGUE_KEY)
+    if field is None:
+        return None
+    value = bytes(field.parts[field.data[0]]).decode()
+    try:
+        return DialogueStyle(value)
+    except ValueError:
+        raise ModelError(
+            f"{adapter}: {DIALOGUE_KEY} is '{value}', not one of "
+            f"{', '.join(s.value for s in DialogueStyle)}. Fix: re-export the adapter"
+        ) from None
 
 
 def export_hf(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:

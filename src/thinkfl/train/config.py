@@ -166,6 +166,11 @@ class TrainConfig(Strict):
     def out(self) -> Path:
         return self.run / self.stage.value
 
+    @property
+    def dialogue(self) -> DialogueStyle:
+        """The style the stage trains on: the teacher's (SFT) or the rollouts' (GRPO)."""
+        return self.sft.dialogue if self.stage == Stage.SFT else self.grpo.budget.dialogue
+
     def previous(self) -> Path | None:
         """The folder of the stage this one continues from (None for the first stage, or when
         `model.init_adapter` names the starting weights)."""

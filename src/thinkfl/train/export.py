@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from thinkfl.agent.protocol import DialogueStyle
 from thinkfl.files import atomic_path
+from thinkfl.models.registry import DIALOGUE_KEY
 from thinkfl.train.config import TrainError
 
 _PREFIX = "base_model.model."
@@ -92,8 +94,10 @@ def _layout(base: Path) -> _Layout:
     return _Layout(config, arch, gguf.get_tensor_name_map(arch, config["num_hidden_layers"]))
 
 
-def export_lora_gguf(adapter: Path, out: Path) -> Path:
-    """Convert `adapter` (a PEFT LoRA folder) to one GGUF file at `out` (temp, then rename)."""
+def export_lora_gguf(adapter: Path, out: Path, dialogue: DialogueStyle | None = None) -> Path:
+    """Convert `adapter` (a PEFT LoRA folder) to one GGUF file at `out` (temp, then rename).
+    `dialogue`: the style it was trained on, kept in the file (`DIALOGUE_KEY`) so that
+    `localize` and `eval` run it in that style by default."""
     import gguf
     from safetensors.numpy import load_file
 
@@ -105,6 +109,8 @@ def export_lora_gguf(adapter: Path, out: Path) -> Path:
         writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(adapter_config["lora_alpha"]))
+        if dialogue is not None:
+            writer.add_string(DIALOGUE_KEY, dialogue.value)
         for key in sorted(tensors):
             if ".lora_A." not in key:
                 continue

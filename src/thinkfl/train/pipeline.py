@@ -43,7 +43,7 @@ def run_stage(
     gguf = None
     if weights.name == ADAPTER_DIR:
         try:
-            gguf = export_lora_gguf(weights, config.out / "adapter.gguf")
+            gguf = export_lora_gguf(weights, config.out / "adapter.gguf", config.dialogue)
         except TrainError:
             gguf = None  # the HF adapter still serves through --policy hf
     return StageResult(config.out, weights, gguf, len(train))
