@@ -512,7 +512,7 @@ def test_an_adapter_runs_in_the_dialogue_style_it_was_trained_on(tmp_path):
     assert default_dialogue(PolicyKind.LOCAL, None, models.NO_ADAPTER) == DialogueStyle.FULL
     assert default_dialogue(PolicyKind.EXPERT, None, str(compact)) == DialogueStyle.FULL
     assert default_dialogue("evidence") == DialogueStyle.FULL
-    with pytest.raises(models.ModelError, match="thinkfl.dialogue is 'terse'.*re-export"):
+    with pytest.raises(models.ModelError, match=r"thinkfl\.dialogue is 'terse'.*re-export"):
         models.adapter_dialogue(adapter("odd.gguf", "terse"))
 
 
