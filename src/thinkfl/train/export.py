@@ -174,12 +174,15 @@ def import_lora_gguf(source: Path, base: Path, out: Path) -> Path:
     if len(ranks) != 1:
         raise TrainError(f"{source}: expected one LoRA rank over all tensors, found {ranks}")
     targets = sorted({key.split(".lora_")[0].rsplit(".", 1)[1] for key in tensors})
+    layers = sorted({int(key.split(".layers.")[1].split(".")[0]) for key in tensors})
     with atomic_path(out) as partial:
         partial.mkdir(parents=True)
         LoraConfig(
             r=ranks.pop(),
             lora_alpha=float(alpha.contents()),
             target_modules=targets,
+            # an adapter of the top layers only (model.lora_layers) stays one
+            layers_to_transform=layers if len(layers) < config["num_hidden_layers"] else None,
             task_type="CAUSAL_LM",
             base_model_name_or_path=str(base),
         ).save_pretrained(str(partial))
