@@ -193,6 +193,39 @@ def test_the_same_idle_time_seen_by_one_caller_stays_the_callers_own(tmp_path):
     )
 
 
+def one_caller_two_pods(delayed: str) -> list[dict]:
+    """web calls db straight from its server span, each request to db-0 or db-1 in turn; in
+    the window 100 ms pass before the call starts: on calls into db-0 (`delayed="db-0"`),
+    or on every call (`delayed="web"`: web's own work)."""
+    spans = []
+    for i, t in enumerate(range(0, END_S, 2)):
+        trace, pod = f"r{i}", f"db-{i % 2}"
+        wait_us = 1_000 + (i % 3) * 100
+        if in_window(t) and delayed in (pod, "web"):
+            wait_us += 100_000
+        spans += [
+            span(f"{trace}s", None, "web", t, wait_us + 21_000, trace=trace, pod="web-0"),
+            span(f"{trace}d", f"{trace}s", "db", t + wait_us / 1e6, 20_000, trace=trace, pod=pod),
+        ]
+    return spans
+
+
+@pytest.mark.parametrize(
+    ("delayed", "culprit", "kind"),
+    [
+        ("db-0", "db-0", EvidenceKind.INCOMING_GAP),
+        ("web", "web", EvidenceKind.SELF_TIME),  # a single pod is placed as its service
+    ],
+)
+def test_one_callers_delay_into_one_pod_of_a_service_is_that_pods(tmp_path, delayed, culprit, kind):
+    # the caller's work before a call does not depend on which pod takes it: a gap into one
+    # pod only, while the caller's calls into the other pod stay normal, is that pod's
+    store = build_store(tmp_path / "s", one_caller_two_pods(delayed), faults=[fault("f", FAULT_S)])
+    (case,) = store.cases()
+    top = evidence_for(store, case).rank()[0]
+    assert (top.entity, top.items[0].kind) == (culprit, kind)
+
+
 def test_a_gap_on_one_call_in_four_fires_by_its_share_of_slow_calls(tmp_path):
     _store, _case, evidence = evidence_of(tmp_path, intermittent=True)
     (top,) = evidence.rank()

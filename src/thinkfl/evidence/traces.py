@@ -171,8 +171,9 @@ def _direct_link_items(
 ) -> tuple[list[EvidenceItem], str]:
     """Gaps on links without a wrapper (a server span calling another service directly):
     per (caller service, callee component), the window against the baseline. A callee whose
-    links from `link_min_callers` callers fire gets one item; the SQL returned lists the
-    parent spans whose idle time those links explain (parent_id, explained_us)."""
+    links from `link_min_callers` callers fire gets one item, and so does a pod whose callers
+    call the other pods of its service normally; the SQL returned lists the parent spans
+    whose idle time those links explain (parent_id, explained_us)."""
     now, normal = periods.is_window("start"), periods.is_baseline("start")
     direct = "gap_us IS NOT NULL AND NOT wrapped"
     rows = store.query(
@@ -193,6 +194,7 @@ def _direct_link_items(
             GROUP BY f.caller, f.service, f.pod"""
     ).to_pylist()
     fired: dict[tuple[str, str], list[tuple[str, dict[str, Any], EvidenceItem]]] = {}
+    quiet: set[tuple[str, str, str | None]] = set()  # (caller, callee, pod): enough calls, normal
     for row in rows:
         if row["caller"] == row["service"]:
             continue
@@ -201,10 +203,12 @@ def _direct_link_items(
         found = _latency_items(level, name, row, s, kinds=(EvidenceKind.INCOMING_GAP,))
         if found:
             fired.setdefault((level, name), []).append((row["caller"], row, found[0]))
+        elif row["g_now"] >= s.min_window_spans:
+            quiet.add((row["caller"], row["service"], row["pod"]))
     items, callees = [], []
     for (_level, name), links in fired.items():
         callers = sorted({caller for caller, _, _ in links})
-        if len(callers) < s.link_min_callers:
+        if len(callers) < s.link_min_callers and not _one_pod_of_its_service(links, quiet):
             continue  # one caller's idle time may be its own: it stays its self-time
         best = max((item for _, _, item in links), key=lambda i: i.strength)
         subject = f"{', '.join(callers)} -> {name}"
@@ -221,6 +225,20 @@ def _direct_link_items(
             ON service = callee AND pod IS NOT DISTINCT FROM callee_pod
         WHERE {now} AND {direct} GROUP BY parent_id"""
     return items, explained
+
+
+def _one_pod_of_its_service(
+    links: list[tuple[str, dict[str, Any], EvidenceItem]], quiet: set[tuple[str, str, str | None]]
+) -> bool:
+    """The callers that see the gap into this pod call other pods of its service normally:
+    their own work before a call does not depend on the pod that takes it, so the gap is
+    the pod's (its network, its queue)."""
+    return any(
+        quiet_caller == caller and service == row["service"] and pod != row["pod"]
+        for caller, row, _ in links
+        if row["pod"] is not None
+        for quiet_caller, service, pod in quiet
+    )
 
 
 def _latency_items(
