@@ -203,7 +203,7 @@ def _direct_link_items(
         found = _latency_items(level, name, row, s, kinds=(EvidenceKind.INCOMING_GAP,))
         if found:
             fired.setdefault((level, name), []).append((row["caller"], row, found[0]))
-        elif row["g_now"] >= s.min_window_spans:
+        elif row["g_now"] >= s.min_window_spans and row["g_normal"] >= s.min_baseline_spans:
             quiet.add((row["caller"], row["service"], row["pod"]))
     items, callees = [], []
     for (_level, name), links in fired.items():
