@@ -19,7 +19,7 @@ def in_window(t: float) -> bool:
     return FAULT_S <= t <= FAULT_S + 180
 
 
-def request(i: int, t: float, gap_us: int, db_us: int) -> list[dict]:
+def request(i: int, t: float, gap_us: int, db_us: int, call_kind: str = "client") -> list[dict]:
     trace = f"r{i}"
     client_us = db_us + gap_us
     return [
@@ -35,7 +35,7 @@ def request(i: int, t: float, gap_us: int, db_us: int) -> list[dict]:
             client_us,
             trace=trace,
             op="call db",
-            kind="client",
+            kind=call_kind,
         ),
         span(f"{trace}d", f"{trace}c", "db", t + 0.0025, db_us, trace=trace, op="query"),
     ]
@@ -65,13 +65,14 @@ def scenario(
     errors: bool = False,
     intermittent: bool = False,
     stop_calls: bool = False,
+    call_kind: str = "client",
 ) -> tuple[list, list, list]:
     spans, logs, metrics = [], [], []
     for i, t in enumerate(range(0, END_S, 2)):
         slowed = gap_in_window or (intermittent and i % 4 == 0)  # every call, or one in four
         gap = 100_000 if slowed and in_window(t) else 1_000 + (i % 3) * 100
         db = 20_000 + (i % 5) * 500
-        trace = request(i, t, gap, db)
+        trace = request(i, t, gap, db, call_kind)
         spans += trace[:2] if stop_calls and in_window(t) else trace  # api no longer calls db
         logs.append(log(t, "api", f"Handler#10 served request {i}", span_id=f"r{i}a"))
         if not (vanish and in_window(t)):
@@ -136,13 +137,93 @@ def test_a_rare_error_burst_is_a_rise_with_ids_masked(tmp_path):
     assert item.subject == "ERROR connection reset by peer id=<*>"
 
 
-def test_a_gap_between_client_and_server_span_blames_the_callee_not_the_caller(tmp_path):
-    _store, _case, evidence = evidence_of(tmp_path, gap_in_window=True)
+@pytest.mark.parametrize("call_kind", ["client", "internal", "unspecified"])
+def test_a_gap_between_client_and_server_span_blames_the_callee_not_the_caller(tmp_path, call_kind):
+    # the wrapper is found by its shape (one child, in another service, under a span of its
+    # own service), whatever kind the stack wrote for it
+    _store, _case, evidence = evidence_of(tmp_path, gap_in_window=True, call_kind=call_kind)
     (top,) = evidence.rank()
     (item,) = top.items
     assert (top.entity, item.kind) == ("db", EvidenceKind.INCOMING_GAP)
     assert item.subject == "api -> query" and item.observed == 100.0  # ms, against p95 1.2 ms
     assert items(evidence, EvidenceKind.SELF_TIME) == []  # the caller's client span has none
+
+
+def direct_calls(delayed_callers: set[str]) -> list[dict]:
+    """web and mobile serve requests by calling db straight from their server span (no client
+    span); in the window the time before db's span starts grows by 100 ms for the callers
+    named."""
+    spans = []
+    for i, t in enumerate(range(0, END_S, 2)):
+        for caller in ("web", "mobile"):
+            trace = f"{caller}{i}"
+            wait_us = 1_000 + (i % 3) * 100
+            if caller in delayed_callers and in_window(t):
+                wait_us += 100_000
+            db_us = 20_000 + (i % 5) * 500
+            spans += [
+                span(f"{trace}s", None, caller, t, wait_us + db_us + 1_000, trace=trace),
+                span(f"{trace}d", f"{trace}s", "db", t + wait_us / 1e6, db_us, trace=trace),
+            ]
+    return spans
+
+
+def test_a_delay_two_callers_see_into_a_callee_without_client_spans_is_the_callees(tmp_path):
+    store = build_store(
+        tmp_path / "s", direct_calls({"web", "mobile"}), faults=[fault("f", FAULT_S)]
+    )
+    (case,) = store.cases()
+    evidence = evidence_for(store, case)
+    top = evidence.rank()[0]
+    assert (top.entity, top.items[0].kind) == ("db", EvidenceKind.INCOMING_GAP)
+    # median idle next to the call: 1.1 ms + 100 ms before it, 1 ms after it
+    assert top.items[0].subject == "mobile, web -> db" and top.items[0].observed == 102.1
+    # the callers' idle time is explained by the link: no self-time of theirs fires
+    assert items(evidence, EvidenceKind.SELF_TIME) == []
+
+
+def test_the_same_idle_time_seen_by_one_caller_stays_the_callers_own(tmp_path):
+    store = build_store(tmp_path / "s", direct_calls({"web"}), faults=[fault("f", FAULT_S)])
+    (case,) = store.cases()
+    evidence = evidence_for(store, case)
+    assert items(evidence, EvidenceKind.INCOMING_GAP) == []
+    assert (evidence.rank()[0].entity, evidence.rank()[0].items[0].kind) == (
+        "web",
+        EvidenceKind.SELF_TIME,
+    )
+
+
+def one_caller_two_pods(delayed: str) -> list[dict]:
+    """web calls db straight from its server span, each request to db-0 or db-1 in turn; in
+    the window 100 ms pass before the call starts: on calls into db-0 (`delayed="db-0"`),
+    or on every call (`delayed="web"`: web's own work)."""
+    spans = []
+    for i, t in enumerate(range(0, END_S, 2)):
+        trace, pod = f"r{i}", f"db-{i % 2}"
+        wait_us = 1_000 + (i % 3) * 100
+        if in_window(t) and delayed in (pod, "web"):
+            wait_us += 100_000
+        spans += [
+            span(f"{trace}s", None, "web", t, wait_us + 21_000, trace=trace, pod="web-0"),
+            span(f"{trace}d", f"{trace}s", "db", t + wait_us / 1e6, 20_000, trace=trace, pod=pod),
+        ]
+    return spans
+
+
+@pytest.mark.parametrize(
+    ("delayed", "culprit", "kind"),
+    [
+        ("db-0", "db-0", EvidenceKind.INCOMING_GAP),
+        ("web", "web", EvidenceKind.SELF_TIME),  # a single pod is placed as its service
+    ],
+)
+def test_one_callers_delay_into_one_pod_of_a_service_is_that_pods(tmp_path, delayed, culprit, kind):
+    # the caller's work before a call does not depend on which pod takes it: a gap into one
+    # pod only, while the caller's calls into the other pod stay normal, is that pod's
+    store = build_store(tmp_path / "s", one_caller_two_pods(delayed), faults=[fault("f", FAULT_S)])
+    (case,) = store.cases()
+    top = evidence_for(store, case).rank()[0]
+    assert (top.entity, top.items[0].kind) == (culprit, kind)
 
 
 def test_a_gap_on_one_call_in_four_fires_by_its_share_of_slow_calls(tmp_path):

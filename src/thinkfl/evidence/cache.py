@@ -21,7 +21,7 @@ from thinkfl.telemetry import TelemetryStore
 
 FOLDER = "evidence"
 # bumped when detectors, derived tables or the fusion change: older files are not reused
-REVISION = 10  # 10: evidence items say when their strength is capped
+REVISION = 11  # 11: gaps next to every cross-service call, wrappers of any kind
 
 
 def cache_dir(store: TelemetryStore) -> Path:

@@ -79,6 +79,13 @@ class TraceSettings(BaseModel):
         gt=0,
         description="gaps below this are network noise: the normal p95 is floored here",
     )
+    link_min_callers: int = Field(
+        2,
+        ge=2,
+        description="a gap on links without a client span (a server span calling another "
+        "service directly) is the callee's when this many callers see it; below, the idle "
+        "time stays the caller's self-time",
+    )
     tail_min_share: float = Field(
         0.1,
         gt=0,
