@@ -205,7 +205,8 @@ def _direct_link_items(
             fired.setdefault((level, name), []).append((row["caller"], row, found[0]))
         elif row["g_now"] >= s.min_window_spans and row["g_normal"] >= s.min_baseline_spans:
             quiet.add((row["caller"], row["service"], row["pod"]))
-    items, callees = [], []
+    items: list[EvidenceItem] = []
+    callees: list[tuple[str, str | None]] = []
     for (_level, name), links in fired.items():
         callers = sorted({caller for caller, _, _ in links})
         if len(callers) < s.link_min_callers and not _one_pod_of_its_service(links, quiet):
