@@ -11,6 +11,7 @@ import base64
 import json
 import random
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -95,16 +96,22 @@ def run_toy_program(endpoint: str, headers: dict[str, str] | None = None) -> Non
         provider.shutdown()
 
 
-def test_real_sdk_export_is_ingested_and_its_incident_found_and_localized(tmp_path):
-    source = tmp_path / "otlp"
-    source.mkdir()
-    Capture.out = source / "traces.jsonl"
+def captured_export(folder: Path, program: Callable[[str], None]) -> Path:
+    """`program(endpoint)` exports to a capture server on 127.0.0.1; the OTLP JSON lines it
+    received land in `folder` (returned), ready for `thinkfl ingest otlp`."""
+    folder.mkdir()
+    Capture.out = folder / "traces.jsonl"
     server = ThreadingHTTPServer(("127.0.0.1", 0), Capture)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        run_toy_program(f"http://127.0.0.1:{server.server_address[1]}/v1/traces")
+        program(f"http://127.0.0.1:{server.server_address[1]}/v1/traces")
     finally:
         server.shutdown()
+    return folder
+
+
+def test_real_sdk_export_is_ingested_and_its_incident_found_and_localized(tmp_path):
+    source = captured_export(tmp_path / "otlp", run_toy_program)
     runner = CliRunner()
     store = tmp_path / "store"
     ingested = runner.invoke(app, ["ingest", "otlp", str(source), "--out", str(store)])

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import random
-import threading
-from http.server import ThreadingHTTPServer
+from functools import partial
 
 import pytest
 from typer.testing import CliRunner
@@ -31,7 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from test_otel_sdk import Capture
+from test_otel_sdk import captured_export
 
 T0 = 1_700_000_000_000_000_000  # ns
 REQUESTS, EVERY_S = 1600, 2.0  # about 53 minutes of traffic, alternating web and mobile
@@ -102,15 +101,7 @@ def run_program(endpoint: str, shape: str, fault: str) -> None:
 @pytest.mark.parametrize("shape", ["kinds", "internal", "no-client"])
 @pytest.mark.parametrize(("fault", "culprit"), [("link", "stock"), ("caller", "web")])
 def test_a_delay_on_the_link_into_a_service_blames_the_callee(tmp_path, shape, fault, culprit):
-    source = tmp_path / "otlp"
-    source.mkdir()
-    Capture.out = source / "traces.jsonl"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Capture)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        run_program(f"http://127.0.0.1:{server.server_address[1]}/v1/traces", shape, fault)
-    finally:
-        server.shutdown()
+    source = captured_export(tmp_path / "otlp", partial(run_program, shape=shape, fault=fault))
     runner = CliRunner()
     store = tmp_path / "store"
     ingested = runner.invoke(app, ["ingest", "otlp", str(source), "--out", str(store)])

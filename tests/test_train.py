@@ -545,9 +545,8 @@ def test_the_shipped_adapter_is_a_qwen2_lora_for_llama_cpp():
     assert path is not None and path.parent == models.ADAPTERS_DIR
     reader = gguf.GGUFReader(str(path))
 
-    def text(key: str) -> str:
-        field = reader.fields[key]
-        return bytes(field.parts[field.data[0]]).decode()
+    def text(key: str) -> str | None:
+        return models.gguf_string(reader, key)
 
     assert text("general.type") == "adapter" and text("adapter.type") == "lora"
     assert text("general.architecture") == "qwen2"
@@ -615,9 +614,8 @@ def test_the_shipped_adapter_is_the_compact_student_for_llama_cpp():
     assert path is not None and path.parent == models.ADAPTERS_DIR
     reader = gguf.GGUFReader(str(path))
 
-    def text(key: str) -> str:
-        field = reader.fields[key]
-        return bytes(field.parts[field.data[0]]).decode()
+    def text(key: str) -> str | None:
+        return models.gguf_string(reader, key)
 
     assert text("general.type") == "adapter" and text("adapter.type") == "lora"
     assert text("general.architecture") == "llama"

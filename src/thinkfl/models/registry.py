@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 from pydantic import BaseModel
@@ -226,6 +227,12 @@ def resolve_adapter(model: str | None, adapter: str | None) -> Path | None:
     return bundled if bundled.is_file() else None
 
 
+def gguf_string(reader: Any, key: str) -> str | None:
+    """A string field of a GGUF file (a `gguf.GGUFReader`), None where it has none."""
+    field = reader.fields.get(key)
+    return None if field is None else bytes(field.parts[field.data[0]]).decode()
+
+
 def adapter_dialogue(adapter: Path | None) -> DialogueStyle | None:
     """The dialogue style an adapter was trained on, where its file says (thinkfl adapters
     exported since the compact style existed do)."""
@@ -233,10 +240,9 @@ def adapter_dialogue(adapter: Path | None) -> DialogueStyle | None:
         return None
     import gguf
 
-    field = gguf.GGUFReader(str(adapter)).fields.get(DIALOGUE_KEY)
-    if field is None:
+    value = gguf_string(gguf.GGUFReader(str(adapter)), DIALOGUE_KEY)
+    if value is None:
         return None
-    value = bytes(field.parts[field.data[0]]).decode()
     try:
         return DialogueStyle(value)
     except ValueError:
